@@ -1,0 +1,82 @@
+"""The local stream: JSON-lines files in $SIGNAL_HOME/stream/<stream>/, one file per put batch.
+
+Each line is an envelope like a Kinesis record: the producer's bytes (`data`), a sequence id
+(`seq`, file + line) and the arrival time. Files appear whole (temp file + rename), so the job never
+reads half a batch; the job deletes the files it has processed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.backends.base import PutResult, StreamHealth
+from core.batching import Entry, EntryError, put_with_retries
+
+LAST_PUT_MARKER = ".last_put"
+
+
+def _file_time(name: str) -> datetime | None:
+    try:
+        return datetime.strptime(name[:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+class LocalStream:
+    """A stream of JSON-lines files in a folder."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = folder
+        self.name = name
+
+    def _write_batch(self, entries: list[Entry]) -> list[EntryError | None]:
+        now = datetime.now(UTC)
+        stem = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-n{len(entries)}"
+        arrival = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        lines = [
+            json.dumps({"seq": f"{stem}:{i}", "arrival": arrival, "data": e.data.decode()}, ensure_ascii=False)
+            for i, e in enumerate(entries)
+        ]
+        temporary = self.folder / f".{stem}.tmp"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            os.replace(temporary, self.folder / f"{stem}.jsonl")
+            (self.folder / LAST_PUT_MARKER).write_text(arrival, encoding="utf-8")
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            failure = EntryError("LocalWriteFailed", f"{self.folder}: {error.strerror or error}")
+            return [failure] * len(entries)
+        return [None] * len(entries)
+
+    def put_records(self, records: Sequence[Mapping[str, Any]]) -> PutResult:
+        """Append records in batches of at most 500 records / 5 MiB, retrying failed writes."""
+        return put_with_retries(records, self._write_batch)
+
+    def health(self) -> StreamHealth:
+        """Return the pending (not yet processed) records and the time of the last put."""
+        if not self.folder.is_dir():
+            return StreamHealth(self.name, exists=False, pending_records=0, detail="no record sent yet")
+        pending = 0
+        oldest: datetime | None = None
+        for entry in os.scandir(self.folder):
+            if entry.name.startswith(".") or not entry.name.endswith(".jsonl"):
+                continue
+            count = entry.name.rsplit("-n", 1)[-1].removesuffix(".jsonl")
+            pending += int(count) if count.isdigit() else 0
+            sent_at = _file_time(entry.name)
+            if sent_at and (oldest is None or sent_at < oldest):
+                oldest = sent_at
+        last_put: datetime | None = None
+        try:
+            last_put = datetime.fromisoformat((self.folder / LAST_PUT_MARKER).read_text().replace("Z", "+00:00"))
+        except (OSError, ValueError):
+            last_put = None
+        return StreamHealth(self.name, exists=True, pending_records=pending, oldest_pending_at=oldest,
+                            last_record_at=last_put)

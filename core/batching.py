@@ -1,0 +1,111 @@
+"""Putting records on a stream: encoding, batches within the stream's limits, and retries.
+
+Shared by every Stream implementation so the local stream obeys Kinesis' limits and retry rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.backends.base import (
+    MAX_BYTES_PER_PUT,
+    MAX_BYTES_PER_RECORD,
+    MAX_RECORDS_PER_PUT,
+    FailedRecord,
+    PutResult,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record ready to send: its JSON bytes and partition key."""
+
+    record: Mapping[str, Any]
+    data: bytes
+    partition_key: str
+
+    @property
+    def size(self) -> int:
+        """Return the bytes this entry counts against the request limit."""
+        return len(self.data) + len(self.partition_key.encode())
+
+
+@dataclass(frozen=True)
+class EntryError:
+    """Why the stream refused one entry of a batch."""
+
+    code: str
+    message: str
+    retryable: bool = True
+
+
+def encode(record: Mapping[str, Any]) -> Entry:
+    """Return the entry for a record: compact UTF-8 JSON, keyed by record_id when it has one."""
+    data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    key = str(record.get("record_id") or hashlib.md5(data, usedforsecurity=False).hexdigest())
+    return Entry(record=record, data=data, partition_key=key[:256])
+
+
+def batches(entries: Sequence[Entry], max_records: int = MAX_RECORDS_PER_PUT,
+            max_bytes: int = MAX_BYTES_PER_PUT) -> Iterator[list[Entry]]:
+    """Yield consecutive batches of at most max_records entries and max_bytes bytes."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        if batch and (len(batch) >= max_records or size + entry.size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry.size
+    if batch:
+        yield batch
+
+
+def put_with_retries(
+    records: Sequence[Mapping[str, Any]],
+    send: Callable[[list[Entry]], list[EntryError | None]],
+    *,
+    max_attempts: int = 5,
+    base_delay: float = 0.1,
+    max_delay: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PutResult:
+    """Send records in batches; re-send only the entries that failed, with exponential backoff and jitter.
+
+    `send` returns one result per entry, in order: None when stored, an EntryError otherwise.
+    """
+    failed: list[FailedRecord] = []
+    entries: list[Entry] = []
+    for record in records:
+        entry = encode(record)
+        if len(entry.data) > MAX_BYTES_PER_RECORD:
+            failed.append(FailedRecord(record, "RecordTooLarge", f"{len(entry.data)} bytes > 1 MiB"))
+        else:
+            entries.append(entry)
+    sent = api_calls = retries = 0
+    for batch in batches(entries):
+        pending = batch
+        for attempt in range(1, max_attempts + 1):
+            results = send(pending)
+            api_calls += 1
+            retry: list[Entry] = []
+            for entry, error in zip(pending, results, strict=True):
+                if error is None:
+                    sent += 1
+                elif error.retryable and attempt < max_attempts:
+                    retry.append(entry)
+                else:
+                    failed.append(FailedRecord(entry.record, error.code, error.message))
+            if not retry:
+                break
+            retries += len(retry)
+            pending = retry
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            sleep(random.uniform(0, delay))  # full jitter: retries from many producers spread out
+    return PutResult(sent=sent, failed=tuple(failed), api_calls=api_calls, retries=retries)

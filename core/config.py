@@ -1,0 +1,130 @@
+"""Settings: every SIGNAL_* environment variable, read once into a frozen Settings.
+
+SETTINGS below is the one list; README.md documents each entry and tests/core/test_config.py keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One environment variable: its name, the Settings field it fills, default and meaning."""
+
+    env: str
+    field: str
+    default: str
+    doc: str
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("SIGNAL_BACKEND", "backend", "local", "`local` (embedded: PySpark, DuckDB, files) or `aws`"),
+    SettingSpec("SIGNAL_HOME", "home", ".signal_stream", "local data folder: stream, lake, catalog, job state"),
+    SettingSpec("SIGNAL_STREAM_NAME", "stream_name", "mobile_coverage_logs", "stream the producer writes to"),
+    SettingSpec("SIGNAL_DATABASE", "database", "mobile_network_aggregations", "catalog database of the tables"),
+    SettingSpec("SIGNAL_JOB_NAME", "job_name", "etl_streaming_mobile_logs", "name of the streaming job"),
+    SettingSpec("SIGNAL_TRIGGER_SECONDS", "trigger_seconds", "20", "micro-batch trigger interval of the job"),
+    SettingSpec("SIGNAL_WATERMARK_MINUTES", "watermark_minutes", "10", "how late a record may arrive"),
+    SettingSpec("SIGNAL_MAX_FILES_PER_BATCH", "max_files_per_batch", "200",
+                "local stream: at most this many stream files (each <= 500 records) per micro-batch"),
+    SettingSpec("SIGNAL_GRID_DEGREES", "grid_degrees", "0.01", "cell size of coverage_grid in degrees"),
+    SettingSpec("SIGNAL_REFRESH_SECONDS", "refresh_seconds", "20", "console refresh interval and data cache TTL"),
+    SettingSpec("SIGNAL_DEMO_MODE", "demo_mode", "", "allow replaying producer data from the console "
+                "(default: on for the local backend, off for aws)"),
+    SettingSpec("SIGNAL_DEMO_RATE", "demo_rate", "50", "records/s that `make run` replays the sample at"),
+    SettingSpec("SIGNAL_SAMPLE_CSV", "sample_csv", "data/mobile_logs.csv", "the bundled sample replayed by demo mode"),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(env: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{env}={raw!r} is not a boolean", next_step="use 1/0, true/false, yes/no or on/off")
+
+
+def _parse_positive(env: str, raw: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{env}={raw!r} must be greater than 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the project, read once from the environment."""
+
+    backend: str
+    home: Path
+    stream_name: str
+    database: str
+    job_name: str
+    trigger_seconds: float
+    watermark_minutes: int
+    max_files_per_batch: int
+    grid_degrees: float
+    refresh_seconds: int
+    demo_mode: bool
+    demo_rate: float
+    sample_csv: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Return settings from an environment mapping; unknown SIGNAL_* names are an error."""
+        known = {spec.env for spec in SETTINGS}
+        unknown = sorted(k for k in environ if k.startswith("SIGNAL_") and k not in known and k != "SIGNAL_DEBUG")
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]}", next_step="see the Settings table in README.md")
+        raw = {spec.field: environ.get(spec.env, spec.default).strip() for spec in SETTINGS}
+
+        backend = raw["backend"].lower()
+        if backend not in ("local", "aws"):
+            raise ConfigError(f"SIGNAL_BACKEND={raw['backend']!r} is not one of local, aws")
+        for name in ("stream_name", "database", "job_name"):
+            if not raw[name]:
+                raise ConfigError(f"{_env_of(name)} must not be empty")
+        demo_raw = raw["demo_mode"]
+        demo_mode = _parse_bool("SIGNAL_DEMO_MODE", demo_raw) if demo_raw else backend == "local"
+        return cls(
+            backend=backend,
+            home=Path(raw["home"] or ".signal_stream").expanduser(),
+            stream_name=raw["stream_name"],
+            database=raw["database"],
+            job_name=raw["job_name"],
+            trigger_seconds=_parse_positive("SIGNAL_TRIGGER_SECONDS", raw["trigger_seconds"], float),
+            watermark_minutes=_parse_positive("SIGNAL_WATERMARK_MINUTES", raw["watermark_minutes"], int),
+            max_files_per_batch=_parse_positive("SIGNAL_MAX_FILES_PER_BATCH", raw["max_files_per_batch"], int),
+            grid_degrees=_parse_positive("SIGNAL_GRID_DEGREES", raw["grid_degrees"], float),
+            refresh_seconds=_parse_positive("SIGNAL_REFRESH_SECONDS", raw["refresh_seconds"], int),
+            demo_mode=demo_mode,
+            demo_rate=_parse_positive("SIGNAL_DEMO_RATE", raw["demo_rate"], float),
+            sample_csv=Path(raw["sample_csv"]),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """Return these settings as environment variables (for child processes)."""
+        env: dict[str, str] = {}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for spec in SETTINGS:
+            value = values[spec.field]
+            env[spec.env] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env
+
+
+def _env_of(field_name: str) -> str:
+    return next(spec.env for spec in SETTINGS if spec.field == field_name)

@@ -1,0 +1,139 @@
+"""Local entry of the streaming job: SparkSession local[*] over the local file stream.
+
+Mirrors glue_job/job.py: the same transforms and sink, and a small shim with the semantics of
+Glue's forEachBatch (persist the batch, count it, skip it when empty). Run it through the CLI:
+`python -m core.cli job run [--available-now]`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from core.config import Settings
+from core.lake_layout import CHECKPOINTS_PREFIX
+from glue_job import transforms
+from glue_job.sink import LakeFiles, write_batch
+from glue_job.status import StatusTracker
+
+ENVELOPE_SCHEMA = T.StructType([
+    T.StructField("seq", T.StringType()),
+    T.StructField("arrival", T.StringType()),
+    T.StructField("data", T.StringType()),
+])
+
+
+def stream_folder(settings: Settings) -> Path:
+    """Return the folder of the local stream (shared with core.backends.local)."""
+    return (settings.home / "stream" / settings.stream_name).resolve()
+
+
+def lake_folder(settings: Settings) -> Path:
+    """Return the local lake root."""
+    return (settings.home / "lake").resolve()
+
+
+def build_session(app_name: str = "signal-stream-job", cores: str = "*") -> SparkSession:
+    """Return a local SparkSession tuned for small micro-batches on a laptop."""
+    return (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .getOrCreate()
+    )
+
+
+def read_local_stream(spark: SparkSession, folder: Path, max_files_per_trigger: int) -> DataFrame:
+    """Return the local stream as (payload, stream_seq, arrival_time), like Kinesis data + metadata."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = (
+        spark.readStream.format("text")
+        .option("maxFilesPerTrigger", max_files_per_trigger)
+        .option("cleanSource", "delete")  # the job owns the local stream: processed files go
+        .load(str(folder))
+    )
+    envelope = F.from_json(F.col("value"), ENVELOPE_SCHEMA)
+    return lines.select(envelope.alias("e"), F.col("value")).select(
+        F.coalesce(F.col("e.data"), F.col("value")).alias("payload"),
+        F.col("e.seq").alias("stream_seq"),
+        F.coalesce(F.col("e.arrival").cast(T.TimestampType()), F.current_timestamp()).alias("arrival_time"),
+    )
+
+
+def for_each_batch(process: Callable[[DataFrame, int, int], None]) -> Callable[[DataFrame, int], None]:
+    """Return a foreachBatch function with Glue's forEachBatch semantics: persist, count, skip empty."""
+
+    def run(frame: DataFrame, batch_id: int) -> None:
+        frame.persist()
+        try:
+            rows = frame.count()
+            if rows:
+                process(frame, batch_id, rows)
+        finally:
+            frame.unpersist()
+
+    return run
+
+
+def run(settings: Settings, *, available_now: bool = False, cores: str = "*") -> int:
+    """Run the streaming job until stopped (or, with available_now, until the backlog is done)."""
+    spark = build_session(cores=cores)
+    spark.sparkContext.setLogLevel("WARN")
+    lake = LakeFiles(str(lake_folder(settings)))
+    tracker = StatusTracker(lake, settings.job_name)
+    stop_requested = threading.Event()
+
+    def process(frame: DataFrame, batch_id: int, rows: int) -> None:
+        tracker.record_output(write_batch(frame, batch_id, lake, grid_degrees=settings.grid_degrees, input_rows=rows))
+
+    records = transforms.parse_records(read_local_stream(spark, stream_folder(settings), settings.max_files_per_batch))
+    deduplicated = transforms.deduplicate_within_watermark(records, settings.watermark_minutes)
+    writer = (
+        deduplicated.writeStream.queryName(settings.job_name)
+        .foreachBatch(for_each_batch(process))
+        .option("checkpointLocation", lake.path(f"{CHECKPOINTS_PREFIX}/{settings.job_name}"))
+    )
+    trigger: dict[str, Any] = (
+        {"availableNow": True} if available_now else {"processingTime": f"{settings.trigger_seconds} seconds"}
+    )
+    query = writer.trigger(**trigger).start()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    error: str | None = None
+    try:
+        while query.isActive:
+            query.awaitTermination(1)
+            tracker.absorb(query.recentProgress)
+            if stop_requested.is_set():
+                query.stop()
+        exception = query.exception()
+        if exception is not None:
+            error = str(exception).splitlines()[0]
+    finally:
+        tracker.absorb(query.recentProgress, state="RUNNING")
+        tracker.finish(error)
+        spark.stop()
+    if error:
+        print(f"error: streaming job failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(Settings.from_env(os.environ)))

@@ -1,0 +1,142 @@
+"""The job's idempotent writer: per micro-batch, deterministic file names inside dt/hr partitions.
+
+A retried batch (same batch_id after a crash) rewrites the very same files, so the lake holds each
+batch exactly once. Aggregates are small (groups per minute), so they are collected to the driver
+and written with pyarrow: one file per table, partition and batch, and the same code writes to a
+local folder or to S3.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from core.lake_layout import (
+    COVERAGE_GRID,
+    GPS_PRECISION_BY_PROVIDER,
+    QUARANTINE,
+    SIGNAL_STRENGTH_BY_OPERATOR,
+    STATUS_COUNT,
+    TableSpec,
+    batch_file_name,
+    partition_path,
+)
+from glue_job import transforms
+
+
+class LakeFiles:
+    """Files under the lake root, local or on S3, written whole (readers never see half a file)."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.fs, self.root = pafs.FileSystem.from_uri(root_uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, relative: str) -> str:
+        """Return the absolute path of a file under the root."""
+        return f"{self.root.rstrip('/')}/{relative}"
+
+    def _write(self, relative: str, write: Any) -> None:
+        target = self.path(relative)
+        parent, _, name = target.rpartition("/")
+        self.fs.create_dir(parent, recursive=True)
+        if not self.local:
+            write(target)  # an S3 PUT is atomic: readers see the old object or the new one
+            return
+        temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        write(temporary)
+        self.fs.move(temporary, target)
+
+    def write_table(self, relative: str, table: pa.Table) -> None:
+        """Write a Parquet file (Snappy) at the relative path."""
+        self._write(relative, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="snappy"))
+
+    def write_json(self, relative: str, document: Any) -> None:
+        """Write a JSON document at the relative path."""
+        data = json.dumps(document, indent=1, default=str).encode()
+
+        def put(path: str) -> None:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+
+        self._write(relative, put)
+
+    def read_json(self, relative: str) -> Any | None:
+        """Return a JSON document, or None when it does not exist."""
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return json.loads(stream.read())
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """What one micro-batch wrote."""
+
+    batch_id: int
+    input_rows: int
+    aggregated_rows: int
+    quarantined_rows: int
+    files_written: int
+
+
+def _to_arrow_rows(frame: DataFrame, spec: TableSpec) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    # Timestamps leave Spark as epoch millis: collect() would otherwise convert them through the
+    # driver's local time zone.
+    selected = [
+        F.unix_millis(F.col(f.name)).alias(f.name) if pa.types.is_timestamp(f.type) else F.col(f.name)
+        for f in spec.schema
+    ]
+    by_partition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in frame.select(*selected, "dt", "hr").collect():
+        values = row.asDict()
+        by_partition[(values.pop("dt"), values.pop("hr"))].append(values)
+    return by_partition
+
+
+def _write_table(lake: LakeFiles, spec: TableSpec, frame: DataFrame, batch_id: int) -> tuple[int, int]:
+    rows = files = 0
+    for (dt, hr), partition_rows in sorted(_to_arrow_rows(frame, spec).items()):
+        columns = {
+            f.name: pa.array([r[f.name] for r in partition_rows],
+                             type=pa.int64() if pa.types.is_timestamp(f.type) else f.type).cast(f.type)
+            for f in spec.schema
+        }
+        lake.write_table(f"{partition_path(spec, dt, hr)}/{batch_file_name(batch_id)}",
+                         pa.table(columns, schema=spec.schema))
+        rows += len(partition_rows)
+        files += 1
+    return rows, files
+
+
+def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degrees: float,
+                input_rows: int) -> BatchOutput:
+    """Write one micro-batch's partial aggregates and quarantine; return what was written.
+
+    `records` is the batch after parse, watermark and de-duplication; the caller persists it.
+    """
+    usable = transforms.usable_records(records)
+    outputs: list[tuple[TableSpec, DataFrame]] = [
+        (SIGNAL_STRENGTH_BY_OPERATOR, transforms.signal_strength_by_operator(usable, batch_id)),
+        (GPS_PRECISION_BY_PROVIDER, transforms.gps_precision_by_provider(usable, batch_id)),
+        (STATUS_COUNT, transforms.status_count(usable, batch_id)),
+        (COVERAGE_GRID, transforms.coverage_grid(usable, batch_id, grid_degrees)),
+        (QUARANTINE, transforms.quarantined(records, batch_id)),
+    ]
+    files = quarantined = 0
+    for spec, frame in outputs:
+        rows, written = _write_table(lake, spec, frame, batch_id)
+        files += written
+        if spec is QUARANTINE:
+            quarantined = rows
+    return BatchOutput(batch_id, input_rows, input_rows - quarantined, quarantined, files)
+

@@ -1,0 +1,113 @@
+"""The job's status document (`_job/status.json`), read by the console through Job.status().
+
+Merges what foreachBatch wrote (rows aggregated, quarantined) with Spark's progress of the same
+batch (rates, duration, watermark, late and duplicate rows). Totals carry over restarts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
+from glue_job.sink import BatchOutput, LakeFiles
+
+STATUS_PATH = f"{JOB_STATE_PREFIX}/{JOB_STATUS_FILE}"
+RECENT_BATCHES = 120
+TOTAL_KEYS = ("batches", "input_rows", "aggregated_rows", "quarantined_rows", "late_rows", "duplicate_rows")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _state_operator_metrics(progress: dict[str, Any]) -> tuple[int, int]:
+    late = duplicates = 0
+    for operator in progress.get("stateOperators") or []:
+        late += int(operator.get("numRowsDroppedByWatermark") or 0)
+        duplicates += int((operator.get("customMetrics") or {}).get("numDroppedDuplicateRows") or 0)
+    return late, duplicates
+
+
+def _spark_time(value: str | None) -> str | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None if moment.timestamp() <= 0 else moment.isoformat()
+
+
+class StatusTracker:
+    """Keeps `_job/status.json` up to date for one run of the job."""
+
+    def __init__(self, lake: LakeFiles, job_name: str) -> None:
+        self.lake = lake
+        previous = lake.read_json(STATUS_PATH) or {}
+        self.document: dict[str, Any] = {
+            "job_name": job_name,
+            "state": "STARTING",
+            "pid": os.getpid(),
+            "started_at": _now(),
+            "updated_at": _now(),
+            "error": None,
+            "last_batch": None,
+            "recent_batches": list(previous.get("recent_batches") or [])[-RECENT_BATCHES:],
+            "totals": {key: int((previous.get("totals") or {}).get(key, 0)) for key in TOTAL_KEYS},
+        }
+        self.outputs: dict[int, BatchOutput] = {}
+        self.seen_progress: set[str] = set()
+        self.write()
+
+    def write(self) -> None:
+        """Write the document now."""
+        self.document["updated_at"] = _now()
+        self.lake.write_json(STATUS_PATH, self.document)
+
+    def record_output(self, output: BatchOutput) -> None:
+        """Remember what foreachBatch wrote, until Spark reports that batch's progress."""
+        self.outputs[output.batch_id] = output
+
+    def absorb(self, progresses: Iterable[dict[str, Any]], state: str = "RUNNING") -> None:
+        """Fold Spark's progress reports of finished batches into the document."""
+        changed = self.document["state"] != state
+        self.document["state"] = state
+        for progress in progresses:
+            run_batch = f"{progress.get('runId')}:{progress.get('batchId')}"
+            if run_batch in self.seen_progress:
+                continue
+            self.seen_progress.add(run_batch)
+            batch_id = int(progress["batchId"])
+            output = self.outputs.pop(batch_id, None)
+            late, duplicates = _state_operator_metrics(progress)
+            input_rows = int(progress.get("numInputRows") or 0)
+            if input_rows == 0 and output is None and late == 0:
+                continue  # an idle trigger: nothing to show
+            batch = {
+                "batch_id": batch_id,
+                "time": _spark_time(progress.get("timestamp")) or _now(),
+                "input_rows": input_rows,
+                "aggregated_rows": output.aggregated_rows if output else 0,
+                "quarantined_rows": output.quarantined_rows if output else 0,
+                "late_rows": late,
+                "duplicate_rows": duplicates,
+                "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
+                "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0),
+                "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution") or 0),
+                "watermark": _spark_time((progress.get("eventTime") or {}).get("watermark")),
+            }
+            totals = self.document["totals"]
+            totals["batches"] += 1
+            for key in ("input_rows", "aggregated_rows", "quarantined_rows", "late_rows", "duplicate_rows"):
+                totals[key] += batch[key]
+            self.document["last_batch"] = batch
+            self.document["recent_batches"] = (self.document["recent_batches"] + [batch])[-RECENT_BATCHES:]
+            changed = True
+        if changed:
+            self.write()
+
+    def finish(self, error: str | None) -> None:
+        """Record that the run ended, with its error if it failed."""
+        self.document["state"] = "FAILED" if error else "STOPPED"
+        self.document["error"] = error
+        self.write()

@@ -1,0 +1,213 @@
+"""Pure DataFrame -> DataFrame transforms of the streaming job.
+
+The rules are those of core/records.py, written as native Spark expressions from the same
+constants so the job never pays for a Python UDF; tests/glue_job/test_parity.py checks that both
+give the same answer. Nothing here knows where the data comes from or goes to.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from core import records as R
+from core.lake_layout import WINDOW_SECONDS
+
+CORRUPT_COLUMN = "_corrupt_record"
+RAW_COLUMNS = ("payload", "stream_seq", "arrival_time")
+
+RECORD_SCHEMA = T.StructType(
+    [T.StructField(name, T.StringType()) for name in R.RECORD_FIELDS]
+    + [T.StructField(CORRUPT_COLUMN, T.StringType())]
+)
+
+
+def _strip(column: Column) -> Column:
+    return F.regexp_replace(column, R.EDGE_WHITESPACE_PATTERN, "")
+
+
+def _clean(column: Column) -> Column:
+    return F.regexp_replace(_strip(column), R.INNER_WHITESPACE_PATTERN, " ")
+
+
+def _or_unknown(column: Column) -> Column:
+    return F.when(column == "", F.lit(R.UNKNOWN)).otherwise(column)
+
+
+def _number(column: Column) -> Column:
+    text = _strip(F.coalesce(column, F.lit("")))
+    value = F.when(text.rlike(R.NUMBER_PATTERN), text.cast(T.DoubleType()))
+    infinite = (value == float("inf")) | (value == float("-inf")) | F.isnan(value)
+    return F.when(infinite, F.lit(None).cast(T.DoubleType())).otherwise(value)
+
+
+def _in_range(column: Column, bounds: tuple[float, float]) -> Column:
+    return F.when(column.between(bounds[0], bounds[1]), column)
+
+
+def _canonical_name(column: Column) -> Column:
+    text = _clean(F.coalesce(column, F.lit("")))
+    lowered = F.lower(text)
+    known = F.create_map(*[F.lit(x) for pair in R.KNOWN_OPERATORS.items() for x in pair])
+    return F.when(text == "", F.lit(R.UNKNOWN)).otherwise(F.coalesce(known[lowered], F.initcap(lowered)))
+
+
+def _code(column: Column) -> Column:
+    return _or_unknown(F.regexp_replace(_clean(F.coalesce(column, F.lit(""))), R.FLOAT_SUFFIX_PATTERN, ""))
+
+
+def _label(column: Column, case: str | None = None) -> Column:
+    text = _clean(F.coalesce(column, F.lit("")))
+    if case == "upper":
+        text = F.upper(text)
+    elif case == "lower":
+        text = F.lower(text)
+    return _or_unknown(text)
+
+
+def _timestamp(column: Column) -> Column:
+    text = _strip(F.coalesce(column, F.lit("")))
+    return F.when(text.rlike(R.TIMESTAMP_PATTERN), text.cast(T.TimestampType()))
+
+
+def _clock_on_arrival_date(hour: Column, arrival: Column) -> Column:
+    text = _strip(F.coalesce(hour, F.lit("")))
+    padded = F.lpad(text, 8, "0")
+    candidate = F.when(
+        text.rlike(R.CLOCK_PATTERN),
+        F.concat(F.date_format(arrival, "yyyy-MM-dd"), F.lit(" "), padded).cast(T.TimestampType()),
+    )
+    tolerance = int(R.CLOCK_AHEAD_TOLERANCE.total_seconds())
+    too_far_ahead = candidate > arrival + F.expr(f"INTERVAL {tolerance} SECONDS")
+    return F.when(too_far_ahead, candidate - F.expr("INTERVAL 1 DAY")).otherwise(candidate)
+
+
+def parse_records(raw: DataFrame) -> DataFrame:
+    """Return normalised records (one per raw payload) with `quarantine_reason` set when unusable.
+
+    Input columns: payload (string), stream_seq (string), arrival_time (timestamp). Quarantined rows
+    keep their raw payload and take the arrival time as event time so they pass the watermark.
+    """
+    trimmed = _strip(F.coalesce(F.col("payload"), F.lit("")))
+    options = {"columnNameOfCorruptRecord": CORRUPT_COLUMN, "allowSingleQuotes": "false"}
+    parsed = raw.withColumn("_r", F.from_json(F.col("payload"), RECORD_SCHEMA, options))
+    r = F.col("_r")
+    event_time = F.coalesce(
+        _timestamp(r["event_time"]),
+        _timestamp(r["hour"]),
+        _clock_on_arrival_date(r["hour"], F.col("arrival_time")),
+    )
+    future_seconds = int(R.FUTURE_TOLERANCE.total_seconds())
+    in_future = event_time > F.col("arrival_time") + F.expr(f"INTERVAL {future_seconds} SECONDS")
+    reason = (
+        F.when(trimmed == "", F.lit(R.REASON_EMPTY))
+        .when(~trimmed.startswith("{"), F.lit(R.REASON_NOT_AN_OBJECT))
+        .when(r.isNull() | r[CORRUPT_COLUMN].isNotNull(), F.lit(R.REASON_MALFORMED_JSON))
+        .when(event_time.isNull(), F.lit(R.REASON_NO_EVENT_TIME))
+        .when(in_future, F.lit(R.REASON_FUTURE_EVENT_TIME))
+    )
+    record_id = _clean(F.coalesce(r["record_id"], F.lit("")))
+    usable = reason.isNull()
+    return parsed.select(
+        F.when(usable & (record_id != ""), record_id).otherwise(F.col("stream_seq")).alias("record_key"),
+        F.when(usable, event_time).otherwise(F.col("arrival_time")).alias("event_time"),
+        reason.alias("quarantine_reason"),
+        F.col("payload"),
+        F.col("stream_seq"),
+        F.col("arrival_time"),
+        _canonical_name(r["operator"]).alias("operator"),
+        _canonical_name(r["network"]).alias("network"),
+        _code(r["status"]).alias("status"),
+        _label(r["description"], "upper").alias("description"),
+        _label(r["provider"], "lower").alias("provider"),
+        _label(r["activity"], "upper").alias("activity"),
+        _code(r["postal_code"]).alias("postal_code"),
+        _in_range(_number(r["lat"]), R.LAT_RANGE).alias("lat"),
+        _in_range(_number(r["long"]), R.LON_RANGE).alias("long"),
+        _number(r["signal"]).alias("signal"),
+        _number(r["speed"]).alias("speed"),
+        _number(r["satellites"]).alias("satellites"),
+        _number(r["precission"]).alias("precission"),
+        r["replay_id"].alias("replay_id"),
+    )
+
+
+def deduplicate_within_watermark(records: DataFrame, watermark_minutes: int) -> DataFrame:
+    """Return the stream with late rows dropped and each record_key kept once within the watermark."""
+    return records.withWatermark("event_time", f"{watermark_minutes} minutes").dropDuplicatesWithinWatermark(
+        ["record_key"]
+    )
+
+
+def _with_window(records: DataFrame) -> DataFrame:
+    start = F.date_trunc("minute", F.col("event_time"))
+    return records.withColumn("window_start", start).withColumn(
+        "window_end", start + F.expr(f"INTERVAL {WINDOW_SECONDS} SECONDS")
+    )
+
+
+def _partitioned(aggregate: DataFrame, time_column: str, batch_id: int) -> DataFrame:
+    return (
+        aggregate.withColumn("batch_id", F.lit(batch_id).cast(T.LongType()))
+        .withColumn("dt", F.date_format(F.col(time_column), "yyyy-MM-dd"))
+        .withColumn("hr", F.date_format(F.col(time_column), "HH"))
+    )
+
+
+def usable_records(records: DataFrame) -> DataFrame:
+    """Return the records that can be aggregated."""
+    return records.where(F.col("quarantine_reason").isNull())
+
+
+def signal_strength_by_operator(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return partial signal aggregates per 1-minute window, operator and network."""
+    aggregate = _with_window(records).groupBy("window_start", "window_end", "operator", "network").agg(
+        F.sum("signal").alias("signal_sum"),
+        F.count("signal").alias("signal_count"),
+        F.min("signal").alias("signal_min"),
+        F.max("signal").alias("signal_max"),
+    )
+    return _partitioned(aggregate, "window_start", batch_id)
+
+
+def gps_precision_by_provider(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return partial GPS precision and satellite aggregates per 1-minute window and provider."""
+    aggregate = _with_window(records).groupBy("window_start", "window_end", "provider").agg(
+        F.sum("precission").alias("precision_sum"),
+        F.count("precission").alias("precision_count"),
+        F.sum("satellites").alias("satellites_sum"),
+        F.count("satellites").alias("satellites_count"),
+    )
+    return _partitioned(aggregate, "window_start", batch_id)
+
+
+def status_count(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return record counts per 1-minute window, postal code, status and description."""
+    aggregate = _with_window(records).groupBy(
+        "window_start", "window_end", "postal_code", "status", "description"
+    ).agg(F.count(F.lit(1)).alias("record_count"))
+    return _partitioned(aggregate, "window_start", batch_id)
+
+
+def coverage_grid(records: DataFrame, batch_id: int, grid_degrees: float) -> DataFrame:
+    """Return signal aggregates per 1-minute window, grid cell (south-west corner) and operator."""
+    located = records.where(F.col("lat").isNotNull() & F.col("long").isNotNull())
+    cells = located.withColumn(
+        "lat_cell", F.round(F.floor(F.col("lat") / grid_degrees) * grid_degrees, 6)
+    ).withColumn("lon_cell", F.round(F.floor(F.col("long") / grid_degrees) * grid_degrees, 6))
+    aggregate = _with_window(cells).groupBy("window_start", "window_end", "lat_cell", "lon_cell", "operator").agg(
+        F.sum("signal").alias("signal_sum"),
+        F.count("signal").alias("signal_count"),
+        F.count(F.lit(1)).alias("record_count"),
+    )
+    return _partitioned(aggregate, "window_start", batch_id)
+
+
+def quarantined(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return the quarantined records with their raw payload and reason, partitioned by arrival."""
+    rows = records.where(F.col("quarantine_reason").isNotNull()).select(
+        "arrival_time", "stream_seq", F.col("quarantine_reason").alias("reason"),
+        F.col("payload").alias("raw_payload"),
+    )
+    return _partitioned(rows, "arrival_time", batch_id)

@@ -1,1 +1,16 @@
 """Backends: one implementation per place the pipeline runs (local, AWS), chosen by SIGNAL_BACKEND."""
+
+from __future__ import annotations
+
+from core.backends.base import Backend
+from core.config import Settings
+from core.errors import ConfigError
+
+
+def build_backend(settings: Settings) -> Backend:
+    """Return the backend that SIGNAL_BACKEND names."""
+    if settings.backend == "local":
+        from core.backends.local import build_local_backend
+
+        return build_local_backend(settings)
+    raise ConfigError("SIGNAL_BACKEND=aws is not available in this build yet", next_step="use SIGNAL_BACKEND=local")

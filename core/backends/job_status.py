@@ -1,0 +1,65 @@
+"""Reading the job's status document (`_job/status.json`, written by glue_job/status.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from core.backends.base import BatchProgress, JobStatus
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def batch_from_dict(data: Mapping[str, Any]) -> BatchProgress:
+    """Return one batch's progress from its JSON form."""
+    return BatchProgress(
+        batch_id=int(data["batch_id"]),
+        time=_time(data["time"]) or datetime.min,
+        input_rows=int(data.get("input_rows", 0)),
+        aggregated_rows=int(data.get("aggregated_rows", 0)),
+        quarantined_rows=int(data.get("quarantined_rows", 0)),
+        late_rows=int(data.get("late_rows", 0)),
+        duplicate_rows=int(data.get("duplicate_rows", 0)),
+        input_rows_per_second=float(data.get("input_rows_per_second", 0.0)),
+        processed_rows_per_second=float(data.get("processed_rows_per_second", 0.0)),
+        duration_ms=int(data.get("duration_ms", 0)),
+        watermark=_time(data.get("watermark")),
+    )
+
+
+def job_status_from_document(name: str, document: Mapping[str, Any] | None, *, state: str,
+                             restarts: int = 0, error: str | None = None) -> JobStatus:
+    """Return the JobStatus for a status document and the state the backend observed."""
+    document = document or {}
+    last = document.get("last_batch")
+    return JobStatus(
+        name=name,
+        state=state,
+        started_at=_time(document.get("started_at")),
+        last_batch=batch_from_dict(last) if last else None,
+        recent_batches=tuple(batch_from_dict(b) for b in document.get("recent_batches") or []),
+        totals={k: int(v) for k, v in (document.get("totals") or {}).items()},
+        error=error if error is not None else document.get("error"),
+        restarts=restarts,
+    )
+
+
+def job_status_to_dict(status: JobStatus) -> dict[str, Any]:
+    """Return a JobStatus as JSON-ready data."""
+
+    def batch(b: BatchProgress) -> dict[str, Any]:
+        return {**b.__dict__, "time": b.time.isoformat(),
+                "watermark": b.watermark.isoformat() if b.watermark else None}
+
+    return {
+        "name": status.name,
+        "state": status.state,
+        "started_at": status.started_at.isoformat() if status.started_at else None,
+        "last_batch": batch(status.last_batch) if status.last_batch else None,
+        "totals": dict(status.totals),
+        "error": status.error,
+        "restarts": status.restarts,
+    }

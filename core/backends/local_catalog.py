@@ -1,0 +1,267 @@
+"""Local crawlers and catalog: scan the lake with pyarrow, register tables, columns and partitions.
+
+The catalog is one JSON document under $SIGNAL_HOME/catalog, the local stand-in for the Glue Data
+Catalog; DuckDB views are built from it. Crawlers are for new tables and schema changes: new files
+in a known table are queryable without a crawl (the views glob the table's folder at query time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.backends.base import CrawlerState
+from core.errors import ConflictError, NotFoundError
+from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec
+
+RUNNING = "RUNNING"
+READY = "READY"
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    """Return the catalog (Hive/Glue) type name of an Arrow type."""
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_integer(arrow_type):
+        return "bigint"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    return "string"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _parse(moment: Any) -> datetime | None:
+    return datetime.fromisoformat(moment) if moment else None
+
+
+def partitions_on_disk(table_folder: Path) -> list[str]:
+    """Return the table's `dt=.../hr=...` partitions that hold at least one Parquet file."""
+    found: list[str] = []
+    if not table_folder.is_dir():
+        return found
+    for dt_dir in sorted(table_folder.glob("dt=*")):
+        for hr_dir in sorted(dt_dir.glob("hr=*")):
+            if any(not f.name.startswith(".") and f.name.endswith(".parquet") for f in os.scandir(hr_dir)):
+                found.append(f"{dt_dir.name}/{hr_dir.name}")
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalCatalog:
+    """The catalog document: read it whole, change it under a file lock."""
+
+    def __init__(self, folder: Path, database: str, lake_root: Path) -> None:
+        self.folder = folder
+        self.database = database
+        self.lake_root = lake_root
+        self.path = folder / f"{database}.json"
+
+    def read(self) -> dict[str, Any]:
+        """Return the catalog document (empty when nothing was crawled yet)."""
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return {"database": self.database, "tables": {}}
+
+    def version(self) -> float:
+        """Return a value that changes whenever the catalog is rewritten."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0.0
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """Return the catalogued tables by name."""
+        return dict(self.read().get("tables", {}))
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            document = self.read()
+            yield document
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(document, indent=1), encoding="utf-8")
+            os.replace(temporary, self.path)
+
+    def register(self, spec: TableSpec, columns: list[tuple[str, str]], partitions: list[str]) -> dict[str, int]:
+        """Add or update a table and its partitions; return what changed."""
+        with self._locked() as document:
+            tables = document.setdefault("tables", {})
+            existing = tables.get(spec.name)
+            now = _iso(_now())
+            changes = {"tables_added": 0, "tables_updated": 0, "partitions_added": 0}
+            if existing is None:
+                changes["tables_added"] = 1
+                changes["partitions_added"] = len(partitions)
+                tables[spec.name] = {
+                    "location": spec.prefix,
+                    "columns": [list(c) for c in columns],
+                    "partition_keys": list(PARTITION_KEYS),
+                    "partitions": partitions,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                return changes
+            known = set(existing.get("partitions", []))
+            changes["partitions_added"] = len([p for p in partitions if p not in known])
+            if [list(c) for c in columns] != existing.get("columns"):
+                changes["tables_updated"] = 1
+                existing["columns"] = [list(c) for c in columns]
+            existing["partitions"] = sorted(known | set(partitions))
+            if changes["tables_updated"] or changes["partitions_added"]:
+                existing["updated_at"] = now
+            return changes
+
+
+class LocalCrawlers:
+    """One crawler per lake table; each runs in a background thread, one run at a time."""
+
+    def __init__(self, catalog: LocalCatalog, state_folder: Path) -> None:
+        self.catalog = catalog
+        self.state_folder = state_folder
+        self.specs = {spec.crawler: spec for spec in TABLES}
+
+    def _state_path(self, name: str) -> Path:
+        return self.state_folder / f"{name}.json"
+
+    def _lock_path(self, name: str) -> Path:
+        return self.state_folder / f"{name}.lock"
+
+    def _spec(self, name: str) -> TableSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.specs))
+            raise NotFoundError(f"no crawler named {name!r}", next_step=f"crawlers: {known}") from None
+
+    def _read_state(self, name: str) -> CrawlerState:
+        spec = self._spec(name)
+        try:
+            raw = json.loads(self._state_path(name).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            raw = {}
+        running = self._running_since(name)
+        return CrawlerState(
+            name=name,
+            table=spec.name,
+            state=RUNNING if running else READY,
+            last_started=_parse(raw.get("last_started")),
+            last_finished=_parse(raw.get("last_finished")),
+            last_result=raw.get("last_result"),
+            tables_added=int(raw.get("tables_added", 0)),
+            tables_updated=int(raw.get("tables_updated", 0)),
+            partitions_added=int(raw.get("partitions_added", 0)),
+            message=raw.get("message", ""),
+        )
+
+    def _running_since(self, name: str) -> str | None:
+        try:
+            pid_text, started = self._lock_path(name).read_text().split(" ", 1)
+        except (FileNotFoundError, ValueError):
+            return None
+        if not pid_text.isdigit() or not _pid_alive(int(pid_text)):
+            self._lock_path(name).unlink(missing_ok=True)  # left by a process that died mid-crawl
+            return None
+        return started
+
+    def list(self) -> list[CrawlerState]:
+        """Return every crawler's state."""
+        return [self._read_state(name) for name in self.specs]
+
+    def start(self, name: str) -> CrawlerState:
+        """Start a crawler in the background; refuse when it is already running."""
+        self._spec(name)
+        self.state_folder.mkdir(parents=True, exist_ok=True)
+        self._running_since(name)  # clears a stale lock
+        started = _now()
+        try:
+            descriptor = os.open(self._lock_path(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            since = self._running_since(name) or "just now"
+            raise ConflictError(f"crawler {name} is already running (since {since})",
+                                next_step="wait for it to finish, then start it again") from None
+        with os.fdopen(descriptor, "w") as lock:
+            lock.write(f"{os.getpid()} {_iso(started)}")
+        thread = threading.Thread(target=self._run, args=(name, started), name=name, daemon=True)
+        thread.start()
+        return self._read_state(name)
+
+    def run(self, name: str, timeout: float = 600.0) -> CrawlerState:
+        """Start a crawler and wait for it to finish; return its final state."""
+        self.start(name)
+        deadline = time.monotonic() + timeout
+        while self._running_since(name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._read_state(name)
+
+    def _run(self, name: str, started: datetime) -> None:
+        spec = self.specs[name]
+        outcome: dict[str, Any] = {"last_started": _iso(started)}
+        try:
+            outcome.update(self._crawl(spec))
+            outcome["last_result"] = "SUCCEEDED"
+        except (OSError, pa.ArrowException) as error:
+            outcome.update(last_result="FAILED", message=f"{type(error).__name__}: {error}")
+        finally:
+            outcome["last_finished"] = _iso(_now())
+            temporary = self._state_path(name).with_suffix(".tmp")
+            temporary.write_text(json.dumps(outcome), encoding="utf-8")
+            os.replace(temporary, self._state_path(name))
+            self._lock_path(name).unlink(missing_ok=True)
+
+    def _crawl(self, spec: TableSpec) -> dict[str, Any]:
+        folder = self.catalog.lake_root / spec.prefix
+        partitions = partitions_on_disk(folder)
+        if not partitions:
+            return {"message": f"no data in {spec.prefix} yet", "tables_added": 0, "tables_updated": 0,
+                    "partitions_added": 0}
+        newest_partition = folder / partitions[-1]
+        newest_file = max(
+            (f for f in newest_partition.iterdir() if f.suffix == ".parquet" and not f.name.startswith(".")),
+            key=lambda f: f.stat().st_mtime,
+        )
+        schema = pq.read_schema(newest_file)
+        columns = [(field.name, sql_type(field.type)) for field in schema if field.name not in PARTITION_KEYS]
+        changes = self.catalog.register(spec, columns, partitions)
+        summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in changes.items() if v) or "no changes"
+        return {**changes, "message": summary}
+
+
+def crawler_state_to_dict(state: CrawlerState) -> dict[str, Any]:
+    """Return a crawler state as plain JSON-ready data."""
+    data = asdict(state)
+    for key in ("last_started", "last_finished"):
+        data[key] = _iso(data[key])
+    return data

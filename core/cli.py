@@ -1,0 +1,255 @@
+"""Command line: `python -m core.cli replay|job|crawl|query|status` (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+from core import health, queries
+from core.backends import build_backend
+from core.backends.base import Backend
+from core.backends.job_status import job_status_to_dict
+from core.backends.local_catalog import crawler_state_to_dict
+from core.config import Settings
+from core.errors import InputError, SignalStreamError
+from core.replay import ReplayOptions, ReplayProgress, replay
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-28") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the CLI's argument parser."""
+    parser = _Parser(prog="python -m core.cli", description="Signal Stream pipeline commands")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = commands.add_parser("replay", help="validate a CSV and send its rows to the stream")
+    p.add_argument("csv", nargs="?", type=Path, help="CSV to replay (default: SIGNAL_SAMPLE_CSV)")
+    p.add_argument("--rate", type=_positive_float, help="records per second (default: as fast as possible)")
+    p.add_argument("--limit", type=_count, help="send at most this many records")
+    p.add_argument("--loop", action="store_true", help="start over at the end of the file until stopped")
+    p.add_argument("--time-mode", choices=("live", "recorded"), default="live",
+                   help="live: event time = send time; recorded: `hour` on --date")
+    p.add_argument("--date", type=_date, help="recorded mode: the date to put `hour` on (default: yesterday)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    job = commands.add_parser("job", help="the streaming job").add_subparsers(
+        dest="job_command", required=True, parser_class=_Parser)
+    run = job.add_parser("run", help="run the job in the foreground")
+    run.add_argument("--available-now", action="store_true", help="process what is in the stream, then exit")
+    job.add_parser("start", help="start the supervised job in the background")
+    job.add_parser("stop", help="stop the background job")
+    status = job.add_parser("status", help="the job's state and last batch")
+    status.add_argument("--json", action="store_true")
+    job.add_parser("supervise", help=argparse.SUPPRESS)
+
+    crawl = commands.add_parser("crawl", help="run crawlers (all by default) and wait for them")
+    crawl.add_argument("names", nargs="*", metavar="NAME")
+
+    q = commands.add_parser("query", help="run a named query")
+    q.add_argument("name", metavar="NAME", help=f"one of: {', '.join(queries.QUERIES)}")
+    q.add_argument("--since", help="event time from (ISO-8601, UTC when no zone)")
+    q.add_argument("--until", help="event time until, exclusive")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    s = commands.add_parser("status", help="the health snapshot the console shows")
+    s.add_argument("--json", action="store_true")
+    return parser
+
+
+def _print_replay(summary: ReplayProgress, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=1))
+        return
+    print(f"replay {summary.replay_id}: sent {summary.sent}, rejected {summary.rejected}, failed {summary.failed}"
+          f" ({summary.records_per_second:.0f} records/s over {summary.elapsed_seconds:.1f} s,"
+          f" {summary.passes} pass{'es' if summary.passes != 1 else ''})")
+    for rejection in summary.rejections[:20]:
+        print(f"  line {rejection.line}: {rejection.reason}")
+    if summary.rejected > 20:
+        print(f"  ... and {summary.rejected - 20} more rejected lines")
+    for field, count in sorted(summary.nulled.items()):
+        print(f"  {field}: {count} non-numeric value(s) sent as null")
+    for code, count in sorted(summary.failures.items()):
+        print(f"  failed: {count} record(s) with {code}")
+
+
+def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    options = ReplayOptions(rate=args.rate, limit=args.limit, loop=args.loop, time_mode=args.time_mode,
+                            recorded_date=args.date)
+    stop = threading.Event()
+    result: dict[str, ReplayProgress] = {}
+
+    def work() -> None:
+        result["summary"] = replay(args.csv or settings.sample_csv, backend.stream, options, stop=stop)
+
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as error:  # re-raised in the main thread below
+            errors.append(error)
+
+    # The replay runs in a thread so Ctrl-C sets the stop flag and still prints a summary.
+    thread = threading.Thread(target=guarded, name="replay")
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+    summary = result["summary"]
+    _print_replay(summary, args.json)
+    return 1 if summary.failed else 0
+
+
+def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    if args.job_command == "run":
+        try:
+            from glue_job.local import run
+        except ImportError as error:
+            raise InputError(f"the local job needs PySpark ({error.name} is not installed)",
+                             next_step="pip install -r requirements-dev.txt") from None
+        return run(settings, available_now=args.available_now)
+    if args.job_command == "supervise":
+        from core.backends.local_job import supervise
+
+        return supervise(settings)
+    status = {"start": backend.job.start, "stop": backend.job.stop, "status": backend.job.status}[args.job_command]()
+    data = job_status_to_dict(status)
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=1))
+    else:
+        last = data["last_batch"]
+        detail = f", last batch {last['batch_id']} at {last['time']} ({last['input_rows']} rows)" if last else ""
+        print(f"job {status.name}: {status.state}{detail}")
+        if status.error:
+            print(f"  error: {status.error}")
+    return 0
+
+
+def _crawl(args: argparse.Namespace, backend: Backend) -> int:
+    names = args.names or [c.name for c in backend.crawlers.list()]
+    known = {c.name for c in backend.crawlers.list()}
+    for name in names:
+        if name not in known:
+            raise InputError(f"no crawler named {name!r}; crawlers: {', '.join(sorted(known))}")
+    for name in names:
+        backend.crawlers.start(name)
+    final = _wait_for_crawlers(backend, names)
+    for state in final:
+        print(f"{state.name}: {state.last_result or '-'} ({state.message or 'no changes'})")
+    return 1 if any(s.last_result == "FAILED" for s in final) else 0
+
+
+def _wait_for_crawlers(backend: Backend, names: Sequence[str], timeout: float = 600.0) -> list[Any]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [s for s in backend.crawlers.list() if s.name in names]
+        if all(s.state != "RUNNING" for s in states) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.1)
+
+
+def _query(args: argparse.Namespace, backend: Backend) -> int:
+    result = backend.lake.query(args.name, {"since": args.since, "until": args.until})
+    frame = result.frame
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        as_of = result.as_of.isoformat() if result.as_of else "no data"
+        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+        print(f"-- {len(frame)} rows, data as of {as_of}, {result.duration_ms:.0f} ms")
+    return 0
+
+
+def _status(args: argparse.Namespace, backend: Backend) -> int:
+    data = health.snapshot(backend)
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    stream = data["stream"]
+    print(f"backend {data['backend']}")
+    print(f"stream {stream['name']}: {stream['pending_records']} pending, last record {stream['last_record_at']}")
+    job = data["job"]
+    last = job["last_batch"]
+    print(f"job {job['name']}: {job['state']}" + (f", last batch {last['batch_id']} at {last['time']}" if last else ""))
+    for crawler in data["crawlers"]:
+        print(f"{crawler['name']}: {crawler['state']}, last {crawler['last_result'] or 'never run'}")
+    for table in data["lake"]:
+        print(f"table {table['table']}: {table['files']} files in {table['partitions']} partitions, newest "
+              f"{table['newest_file_at']}, {'catalogued' if table['catalogued'] else 'not catalogued'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every error is one line on stderr and a non-zero exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = Settings.from_env(os.environ)
+        backend = build_backend(settings)
+        if args.command == "replay":
+            return _replay(args, settings, backend)
+        if args.command == "job":
+            return _job(args, settings, backend)
+        if args.command == "crawl":
+            return _crawl(args, backend)
+        if args.command == "query":
+            return _query(args, backend)
+        return _status(args, backend)
+    except SignalStreamError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the promise is one line, never a traceback; SIGNAL_DEBUG=1 shows it
+        if os.environ.get("SIGNAL_DEBUG"):
+            traceback.print_exc()
+        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

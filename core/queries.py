@@ -1,0 +1,151 @@
+"""Named, parameterised SQL over the lake tables, valid on DuckDB and on Athena (Trino).
+
+Values are always bound to `?` placeholders, never formatted into the text. Averages are computed
+here from the partial sums of every batch (sum of sums / sum of counts), so they are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import InputError, NotFoundError
+
+TIME_RANGE = ("dt_from", "dt_to", "since", "until")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A query the console and the CLI can run by name."""
+
+    name: str
+    description: str
+    tables: tuple[str, ...]
+    sql: str
+    parameters: tuple[str, ...] = TIME_RANGE
+
+
+def _windowed(select: str, table: str, tail: str, time_column: str = "window_start") -> str:
+    return (
+        f"{select}\nFROM {table}\n"
+        f"WHERE dt BETWEEN ? AND ?\n"
+        f"  AND {time_column} >= CAST(? AS TIMESTAMP) AND {time_column} < CAST(? AS TIMESTAMP)\n"
+        f"{tail}"
+    )
+
+
+QUERIES: dict[str, NamedQuery] = {
+    q.name: q
+    for q in (
+        NamedQuery(
+            "signal_by_operator",
+            "Average signal level per operator",
+            ("signal_strength_by_operator",),
+            _windowed(
+                "SELECT operator,\n"
+                "       SUM(signal_sum) / NULLIF(SUM(signal_count), 0) AS avg_signal,\n"
+                "       CAST(SUM(signal_count) AS BIGINT) AS samples,\n"
+                "       MIN(signal_min) AS min_signal,\n"
+                "       MAX(signal_max) AS max_signal",
+                "signal_strength_by_operator",
+                "GROUP BY operator\nORDER BY samples DESC, operator",
+            ),
+        ),
+        NamedQuery(
+            "signal_per_minute",
+            "Average signal level per operator and minute",
+            ("signal_strength_by_operator",),
+            _windowed(
+                "SELECT window_start AS minute, operator,\n"
+                "       SUM(signal_sum) / NULLIF(SUM(signal_count), 0) AS avg_signal,\n"
+                "       CAST(SUM(signal_count) AS BIGINT) AS samples",
+                "signal_strength_by_operator",
+                "GROUP BY window_start, operator\nORDER BY minute, operator",
+            ),
+        ),
+        NamedQuery(
+            "gps_by_provider",
+            "Average GPS precision (m) and satellites per location provider",
+            ("gps_precision_by_provider",),
+            _windowed(
+                "SELECT provider,\n"
+                "       SUM(precision_sum) / NULLIF(SUM(precision_count), 0) AS avg_precision,\n"
+                "       SUM(satellites_sum) / NULLIF(SUM(satellites_count), 0) AS avg_satellites,\n"
+                "       CAST(SUM(precision_count) AS BIGINT) AS samples",
+                "gps_precision_by_provider",
+                "GROUP BY provider\nORDER BY samples DESC, provider",
+            ),
+        ),
+        NamedQuery(
+            "status_by_postal_code",
+            "Records per postal code and network status",
+            ("status_count",),
+            _windowed(
+                "SELECT postal_code, status, description,\n"
+                "       CAST(SUM(record_count) AS BIGINT) AS records",
+                "status_count",
+                "GROUP BY postal_code, status, description\nORDER BY records DESC, postal_code, status",
+            ),
+        ),
+        NamedQuery(
+            "quarantine_counts",
+            "Quarantined records per reason",
+            ("quarantine",),
+            _windowed(
+                "SELECT reason, CAST(COUNT(*) AS BIGINT) AS records, MAX(arrival_time) AS last_seen",
+                "quarantine",
+                "GROUP BY reason\nORDER BY records DESC, reason",
+                time_column="arrival_time",
+            ),
+        ),
+    )
+}
+
+
+def get(name: str) -> NamedQuery:
+    """Return the named query or raise NotFoundError listing the known names."""
+    try:
+        return QUERIES[name]
+    except KeyError:
+        raise NotFoundError(f"no query named {name!r}", next_step=f"queries: {', '.join(QUERIES)}") from None
+
+
+def parse_time(value: Any, name: str) -> datetime:
+    """Return a UTC datetime from a datetime or an ISO-8601 string (naive means UTC)."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{name} {value!r} is not a time like 2026-11-28T10:00 or 2026-11-28 10:00:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _sql_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def bind(name: str, values: Mapping[str, Any] | None = None) -> tuple[NamedQuery, tuple[Any, ...]]:
+    """Return the query and its positional parameters for `since` / `until` (both optional)."""
+    query = get(name)
+    values = dict(values or {})
+    unknown = sorted(set(values) - {"since", "until"})
+    if unknown:
+        raise InputError(f"query {name} has no parameter {unknown[0]!r}")
+    since = parse_time(values["since"], "since") if values.get("since") is not None else EARLIEST
+    until = parse_time(values["until"], "until") if values.get("until") is not None else LATEST
+    if until <= since:
+        raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
+    # dt bounds let Athena prune partitions; the time bounds decide which rows count.
+    bound = {
+        "dt_from": since.strftime("%Y-%m-%d"),
+        "dt_to": until.strftime("%Y-%m-%d"),
+        "since": _sql_time(since),
+        "until": _sql_time(until),
+    }
+    return query, tuple(bound[p] for p in query.parameters)

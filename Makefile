@@ -1,0 +1,34 @@
+# One command each: make run, make test, make check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run stop test test-fast check clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## local pipeline + console on http://localhost:8501, replaying the sample
+	bash scripts/run_local.sh
+
+stop: install  ## stop the background job left by an interrupted run
+	$(PY) -m core.cli job stop
+
+test: install  ## the whole suite
+	$(PY) -m pytest
+
+test-fast: install  ## everything but the end-to-end Spark runs
+	$(PY) -m pytest -m "not slow"
+
+check: install  ## lint and types
+	$(PY) -m ruff check core glue_job tests data Home.py pages
+	$(PY) -m mypy core glue_job
+
+clean:  ## forget local data (stream, lake, catalog, checkpoints)
+	rm -rf .signal_stream

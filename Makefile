@@ -27,8 +27,8 @@ test-fast: install  ## everything but the end-to-end Spark runs
 	$(PY) -m pytest -m "not slow"
 
 check: install  ## lint and types
-	$(PY) -m ruff check core glue_job tests data Home.py pages
-	$(PY) -m mypy core glue_job
+	$(PY) -m ruff check core glue_job ui tests data Home.py pages
+	$(PY) -m mypy core glue_job ui
 
 clean:  ## forget local data (stream, lake, catalog, checkpoints)
 	rm -rf .signal_stream

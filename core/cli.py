@@ -17,7 +17,6 @@ from core import health, queries
 from core.backends import build_backend
 from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
-from core.backends.local_catalog import crawler_state_to_dict
 from core.config import Settings
 from core.errors import InputError, SignalStreamError
 from core.replay import ReplayOptions, ReplayProgress, replay
@@ -244,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # the promise is one line, never a traceback; SIGNAL_DEBUG=1 shows it
         if os.environ.get("SIGNAL_DEBUG"):
             traceback.print_exc()

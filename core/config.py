@@ -6,6 +6,7 @@ the two in step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -60,8 +61,8 @@ def _parse_positive(env: str, raw: str, kind: Callable[[str], Any]) -> Any:
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{env}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{env}={raw!r} must be greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{env}={raw!r} must be a finite number greater than 0")
     return value
 
 

@@ -86,7 +86,7 @@ QUARANTINE = TableSpec(
 AGGREGATION_TABLES: tuple[TableSpec, ...] = (
     SIGNAL_STRENGTH_BY_OPERATOR, GPS_PRECISION_BY_PROVIDER, STATUS_COUNT, COVERAGE_GRID,
 )
-TABLES: tuple[TableSpec, ...] = AGGREGATION_TABLES + (QUARANTINE,)
+TABLES: tuple[TableSpec, ...] = (*AGGREGATION_TABLES, QUARANTINE)
 TABLES_BY_NAME: dict[str, TableSpec] = {table.name: table for table in TABLES}
 
 

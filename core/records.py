@@ -22,7 +22,7 @@ SOURCE_FIELDS: tuple[str, ...] = (
 )
 NUMERIC_FIELDS: tuple[str, ...] = ("lat", "long", "signal", "speed", "satellites", "precission")
 PRODUCER_FIELDS: tuple[str, ...] = ("record_id", "event_time", "replay_id")
-RECORD_FIELDS: tuple[str, ...] = SOURCE_FIELDS + PRODUCER_FIELDS
+RECORD_FIELDS: tuple[str, ...] = (*SOURCE_FIELDS, *PRODUCER_FIELDS)
 
 UNKNOWN = "unknown"
 

@@ -97,11 +97,10 @@ class ReplayProgress:
 
     @property
     def eta_seconds(self) -> float | None:
-        """Return the estimated seconds to the end of this pass (None when looping or unknown)."""
-        if self.total_rows is None or self.rows_read == 0 or self.elapsed_seconds <= 0:
+        """Return the estimated seconds to the end of the file (None once past it, when looping)."""
+        if self.total_rows is None or self.rows_read == 0 or self.rows_read > self.total_rows:
             return None
-        remaining = self.total_rows - self.rows_read % max(self.total_rows, 1)
-        return remaining * self.elapsed_seconds / self.rows_read
+        return (self.total_rows - self.rows_read) * self.elapsed_seconds / self.rows_read
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as plain data (for --json and the console)."""
@@ -288,6 +287,8 @@ def replay(
         state.sent += result.sent
         state.failed += len(result.failed)
         failures.update(f.error_code for f in result.failed)
+        report()
+        pace()
 
     def report() -> None:
         state.elapsed_seconds = time.monotonic() - started
@@ -302,13 +303,16 @@ def replay(
             stop.wait(max(0.0, due - time.monotonic()))
 
     batch: list[dict[str, Any]] = []
-    limit_reached = False
+    limit_reached = options.limit == 0
     while not stop.is_set() and not limit_reached:
         state.passes += 1
         items = rows if state.passes == 1 else iter_rows(path)
         sent_this_pass = 0
         for item in items:
             if stop.is_set():
+                break
+            if options.limit is not None and state.sent + state.failed + len(batch) >= options.limit:
+                limit_reached = True
                 break
             state.rows_read += 1
             if not isinstance(item, Rejection):
@@ -333,15 +337,9 @@ def replay(
             if len(batch) >= batch_size:
                 send(batch)
                 batch = []
-                report()
-                pace()
-            if options.limit is not None and state.sent + state.failed + len(batch) >= options.limit:
-                limit_reached = True
-                break
         if batch:
             send(batch)
             batch = []
-            report()
         if not options.loop or sent_this_pass == 0:
             break
     state.stopped = stop.is_set()

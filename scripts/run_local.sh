@@ -16,11 +16,13 @@ cleanup() {
   $PY -m core.cli job stop || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # New tables need one crawl; later data is queryable without one. Crawl once the first batch landed.
 (
   for _ in $(seq 1 60); do
-    if $PY -m core.cli job status --json | grep -q '"batch_id"'; then
+    status=$($PY -m core.cli job status --json)
+    if [[ "$status" == *'"batch_id"'* ]]; then
       $PY -m core.cli crawl >"$SIGNAL_HOME/run/crawl.log" 2>&1
       exit 0
     fi

@@ -11,6 +11,7 @@ import streamlit as st
 from core.backends import build_backend
 from core.backends.base import Backend, QueryResult
 from core.config import Settings
+from core.errors import ConfigError
 
 
 @st.cache_resource
@@ -26,7 +27,11 @@ def backend() -> Backend:
 
 
 def _ttl() -> int:
-    return settings().refresh_seconds
+    # Decorators need the TTL at import; a bad setting is reported by Home.py, not here.
+    try:
+        return settings().refresh_seconds
+    except ConfigError:
+        return 20
 
 
 @st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")

@@ -89,7 +89,7 @@ class LocalCatalog:
     def read(self) -> dict[str, Any]:
         """Return the catalog document (empty when nothing was crawled yet)."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            return json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {"database": self.database, "tables": {}}
 

@@ -60,13 +60,13 @@ class LocalJob:
 
     def _document(self) -> dict[str, object] | None:
         try:
-            return json.loads(self.status_file.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            return json.loads(self.status_file.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
 
     def _supervisor(self) -> dict[str, object]:
         try:
-            return json.loads(self.supervisor_file.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            return json.loads(self.supervisor_file.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return {}
 

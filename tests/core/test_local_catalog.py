@@ -1,0 +1,99 @@
+"""Local crawlers and the DuckDB lake over files written with pyarrow (no Spark needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from core.backends.local import build_local_backend
+from core.config import Settings
+from core.errors import ConflictError, NotFoundError
+from tests.lake_fixtures import SIGNAL, signal_rows, write_rows
+
+T0 = datetime(2026, 11, 28, 10, 15)
+
+
+@pytest.fixture
+def backend(clean_environ: Path):
+    return build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))
+
+
+def lake(clean_environ: Path) -> Path:
+    return clean_environ / "lake"
+
+
+def test_crawler_registers_table_columns_and_partitions(backend, clean_environ: Path) -> None:
+    write_rows(lake(clean_environ), SIGNAL, 0, signal_rows(T0, "Movistar", 30.0, 2))
+    write_rows(lake(clean_environ), SIGNAL, 1, signal_rows(T0.replace(hour=11), "Yoigo", 10.0, 1))
+    state = backend.crawlers.run("crawler_signal_strength_by_operator")
+    assert (state.state, state.last_result, state.tables_added, state.partitions_added) == ("READY", "SUCCEEDED", 1, 2)
+    table = backend.crawlers.catalog.tables()["signal_strength_by_operator"]
+    assert table["partitions"] == ["dt=2026-11-28/hr=10", "dt=2026-11-28/hr=11"]
+    assert ["signal_count", "bigint"] in table["columns"]
+    assert ["window_start", "timestamp"] in table["columns"]
+
+    again = backend.crawlers.run("crawler_signal_strength_by_operator")
+    assert (again.tables_added, again.tables_updated, again.partitions_added) == (0, 0, 0)
+
+
+def test_new_data_in_a_catalogued_table_is_queryable_without_a_crawl(backend, clean_environ: Path) -> None:
+    write_rows(lake(clean_environ), SIGNAL, 0, signal_rows(T0, "Movistar", 30.0, 2))
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    first = backend.lake.query("signal_by_operator").frame
+    assert first.set_index("operator")["samples"].to_dict() == {"Movistar": 2}
+
+    write_rows(lake(clean_environ), SIGNAL, 1, signal_rows(T0.replace(hour=12), "Movistar", 20.0, 3))
+    second = backend.lake.query("signal_by_operator").frame.set_index("operator")
+    assert second.loc["Movistar", "samples"] == 5
+    assert second.loc["Movistar", "avg_signal"] == pytest.approx(50.0 / 5)
+    fresh = {t.table: t for t in backend.lake.freshness()}["signal_strength_by_operator"]
+    assert (fresh.catalogued, fresh.partitions, fresh.uncatalogued_partitions) == (True, 2, 1)
+
+
+def test_uncrawled_table_with_data_is_reported_not_silently_empty(backend, clean_environ: Path) -> None:
+    assert backend.lake.query("signal_by_operator").frame.empty  # no data at all: an empty answer
+    write_rows(lake(clean_environ), SIGNAL, 0, signal_rows(T0, "Movistar", 30.0, 2))
+    with pytest.raises(NotFoundError, match="not in the catalog"):
+        backend.lake.query("signal_by_operator")
+
+
+def test_second_start_while_running_is_refused(backend, clean_environ: Path) -> None:
+    write_rows(lake(clean_environ), SIGNAL, 0, signal_rows(T0, "Movistar", 30.0, 2))
+    crawlers = backend.crawlers
+    gate = threading.Event()
+    original = crawlers._crawl
+
+    def slow_crawl(spec):
+        gate.wait(10)
+        return original(spec)
+
+    crawlers._crawl = slow_crawl
+    started = crawlers.start("crawler_signal_strength_by_operator")
+    assert started.state == "RUNNING"
+    with pytest.raises(ConflictError, match="already running"):
+        crawlers.start("crawler_signal_strength_by_operator")
+    gate.set()
+    deadline = time.monotonic() + 10
+    while crawlers.list()[0].state == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    final = crawlers.list()[0]
+    assert final.state == "READY" and final.last_result == "SUCCEEDED" and final.tables_added == 1
+    assert crawlers.run("crawler_signal_strength_by_operator").last_result == "SUCCEEDED"  # free again
+
+
+def test_stale_lock_of_a_dead_process_does_not_block_the_crawler(backend, clean_environ: Path) -> None:
+    folder = clean_environ / "catalog" / "crawlers"
+    folder.mkdir(parents=True)
+    dead_pid = 2**22 + 12345  # above any pid this machine hands out
+    (folder / "crawler_status_count.lock").write_text(f"{dead_pid} 2026-11-28T10:00:00+00:00")
+    assert {c.name: c.state for c in backend.crawlers.list()}["crawler_status_count"] == "READY"
+    assert backend.crawlers.run("crawler_status_count").last_result == "SUCCEEDED"
+
+
+def test_unknown_crawler_is_not_found(backend) -> None:
+    with pytest.raises(NotFoundError, match="crawler_nope"):
+        backend.crawlers.start("crawler_nope")

@@ -1,0 +1,236 @@
+"""Named queries: parameter binding, time parsing, and exact results on a real DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import duckdb
+import pytest
+
+from core import queries as Q
+from core.errors import InputError, NotFoundError
+
+NAMES = sorted(Q.QUERIES)
+WINDOW = {"since": "2026-03-01T10:00:00", "until": "2026-03-01T11:00:00"}
+
+
+# --- binding ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_query_binds_one_value_per_placeholder(name: str) -> None:
+    query, params = Q.bind(name, WINDOW)
+    assert query.sql.count("?") == len(params) == len(query.parameters)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_query_text_has_no_formatting_leftovers(name: str) -> None:
+    sql = Q.QUERIES[name].sql
+    for leftover in ("{", "}", "%s", ".format", "%("):
+        assert leftover not in sql
+
+
+def test_bind_gives_dates_and_utc_times_in_parameter_order() -> None:
+    _, params = Q.bind("signal_by_operator", {"since": "2026-03-01T23:30:00Z", "until": "2026-03-02T00:30:00Z"})
+    assert params == ("2026-03-01", "2026-03-02", "2026-03-01 23:30:00.000", "2026-03-02 00:30:00.000")
+
+
+def test_bind_without_times_covers_everything() -> None:
+    _, params = Q.bind("quarantine_counts")
+    assert params == ("1970-01-01", "9999-12-31", "1970-01-01 00:00:00.000", "9999-12-31 23:59:59.000")
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("2026-03-01T10:00:00", "2026-03-01T10:00:00"),
+        ("2026-03-01T11:00:00", "2026-03-01T10:00:00"),
+        ("2026-03-01T11:00:00+01:00", "2026-03-01T10:00:00Z"),  # the same instant
+        ("2026-03-01T10:00:00", "2026-03-01T09:59:59.999"),
+    ],
+)
+def test_since_not_before_until_is_an_input_error(since: str, until: str) -> None:
+    with pytest.raises(InputError, match="must be after"):
+        Q.bind("signal_by_operator", {"since": since, "until": until})
+
+
+def test_since_after_the_default_until_is_an_input_error() -> None:
+    with pytest.raises(InputError):
+        Q.bind("signal_by_operator", {"since": "9999-12-31T23:59:59"})
+
+
+def test_unknown_query_is_not_found() -> None:
+    with pytest.raises(NotFoundError) as caught:
+        Q.bind("drop_everything", WINDOW)
+    assert "signal_by_operator" in str(caught.value)  # the next step lists the known names
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-13-01", "10:00", "2026-03-01T25:00", ""])
+def test_bad_time_is_an_input_error(bad: str) -> None:
+    with pytest.raises(InputError, match="since"):
+        Q.bind("signal_by_operator", {"since": bad, "until": "2026-03-02T00:00:00"})
+
+
+def test_unknown_parameter_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="operator"):
+        Q.bind("signal_by_operator", {**WINDOW, "operator": "Movistar"})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-01T10:00", datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2026-03-01 10:00:00", datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2026-03-01T10:00:00Z", datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2026-03-01T12:00:00+02:00", datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 1, 10, 0), datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 1, 5, 0, tzinfo=timezone(timedelta(hours=-5))), datetime(2026, 3, 1, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_parse_time_treats_naive_times_as_utc(value: Any, expected: datetime) -> None:
+    parsed = Q.parse_time(value, "since")
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(0)
+
+
+def test_an_offset_that_crosses_midnight_moves_the_date_bound() -> None:
+    _, params = Q.bind("signal_by_operator", {"since": "2026-03-02T01:00:00+02:00", "until": "2026-03-02T03:00"})
+    assert params[0] == "2026-03-01"
+    assert params[2] == "2026-03-01 23:00:00.000"
+
+
+# --- results on DuckDB -----------------------------------------------------------------------------
+
+def _create(con: duckdb.DuckDBPyConnection, table: str, columns: str, values: str, time_column: str,
+            select: str) -> None:
+    con.execute(f"""
+        CREATE TABLE {table} AS
+        SELECT {select},
+               strftime(CAST({time_column} AS TIMESTAMP), '%Y-%m-%d') AS dt,
+               strftime(CAST({time_column} AS TIMESTAMP), '%H') AS hr
+        FROM (VALUES {values}) AS t({columns})
+    """)
+
+
+@pytest.fixture
+def lake() -> Iterator[duckdb.DuckDBPyConnection]:
+    """In-memory tables shaped like the lake: two batches of partial sums for the same windows."""
+    con = duckdb.connect()
+    _create(
+        con, "signal_strength_by_operator", "ws, operator, s, c, mn, mx, b", """
+            ('2026-03-01 10:00:00', 'Movistar', 30, 3, 5, 15, 1),
+            ('2026-03-01 10:00:00', 'Movistar', 20, 1, 20, 20, 2),
+            ('2026-03-01 10:01:00', 'Movistar', 4, 2, 1, 3, 1),
+            ('2026-03-01 10:00:00', 'Yoigo', -70, 7, -20, 0, 1),
+            ('2026-03-01 09:59:00', 'Movistar', 1000, 1, 1000, 1000, 1),
+            ('2026-03-01 11:00:00', 'Movistar', 1000, 1, 1000, 1000, 3),
+            ('2026-02-28 10:00:00', 'Yoigo', 1000, 1, 1000, 1000, 0)
+        """, "ws", """
+            CAST(ws AS TIMESTAMP) AS window_start, CAST(ws AS TIMESTAMP) + INTERVAL 1 MINUTE AS window_end,
+            operator, operator AS network, CAST(s AS DOUBLE) AS signal_sum, CAST(c AS BIGINT) AS signal_count,
+            CAST(mn AS DOUBLE) AS signal_min, CAST(mx AS DOUBLE) AS signal_max, CAST(b AS BIGINT) AS batch_id
+        """,
+    )
+    _create(
+        con, "gps_precision_by_provider", "ws, provider, ps, pc, ss, sc, b", """
+            ('2026-03-01 10:00:00', 'gps', 10, 2, 20, 2, 1),
+            ('2026-03-01 10:00:00', 'gps', 50, 1, 6, 2, 2),
+            ('2026-03-01 10:05:00', 'fused', 9, 3, 0, 0, 1),
+            ('2026-03-01 11:30:00', 'gps', 1000, 1, 1000, 1, 3)
+        """, "ws", """
+            CAST(ws AS TIMESTAMP) AS window_start, CAST(ws AS TIMESTAMP) + INTERVAL 1 MINUTE AS window_end,
+            provider, CAST(ps AS DOUBLE) AS precision_sum, CAST(pc AS BIGINT) AS precision_count,
+            CAST(ss AS DOUBLE) AS satellites_sum, CAST(sc AS BIGINT) AS satellites_count,
+            CAST(b AS BIGINT) AS batch_id
+        """,
+    )
+    _create(
+        con, "status_count", "ws, postal_code, status, description, n, b", """
+            ('2026-03-01 10:00:00', '28047', '0', 'STATE_IN_SERVICE', 5, 1),
+            ('2026-03-01 10:00:00', '28047', '0', 'STATE_IN_SERVICE', 2, 2),
+            ('2026-03-01 10:30:00', '08001', '2', 'STATE_EMERGENCY_ONLY', 4, 1),
+            ('2026-03-01 09:00:00', '28047', '0', 'STATE_IN_SERVICE', 100, 0)
+        """, "ws", """
+            CAST(ws AS TIMESTAMP) AS window_start, CAST(ws AS TIMESTAMP) + INTERVAL 1 MINUTE AS window_end,
+            postal_code, status, description, CAST(n AS BIGINT) AS record_count, CAST(b AS BIGINT) AS batch_id
+        """,
+    )
+    _create(
+        con, "quarantine", "arrived, seq, reason, b", """
+            ('2026-03-01 10:00:05', 's1', 'malformed JSON', 1),
+            ('2026-03-01 10:20:00', 's2', 'malformed JSON', 2),
+            ('2026-03-01 10:10:00', 's3', 'empty payload', 1),
+            ('2026-03-01 12:00:00', 's4', 'malformed JSON', 3),
+            ('2026-02-28 10:30:00', 's5', 'empty payload', 0)
+        """, "arrived", """
+            CAST(arrived AS TIMESTAMP) AS arrival_time, seq AS stream_seq, reason, '' AS raw_payload,
+            CAST(b AS BIGINT) AS batch_id
+        """,
+    )
+    yield con
+    con.close()
+
+
+def _t(hour: int, minute: int, second: int = 0) -> datetime:
+    return datetime(2026, 3, 1, hour, minute, second)
+
+
+# Averages are sum of sums / sum of counts across batches: Movistar 10:00 is (30 + 20) / (3 + 1) = 12.5,
+# not the average of the batches' averages (10 + 20) / 2 = 15. Rows before since, at until (exclusive)
+# and on another day are left out.
+EXPECTED: dict[str, list[tuple[Any, ...]]] = {
+    "signal_by_operator": [
+        ("Yoigo", -10.0, 7, -20.0, 0.0),
+        ("Movistar", 9.0, 6, 1.0, 20.0),
+    ],
+    "signal_per_minute": [
+        (_t(10, 0), "Movistar", 12.5, 4),
+        (_t(10, 0), "Yoigo", -10.0, 7),
+        (_t(10, 1), "Movistar", 2.0, 2),
+    ],
+    "gps_by_provider": [
+        ("fused", 3.0, None, 3),
+        ("gps", 20.0, 6.5, 3),
+    ],
+    "status_by_postal_code": [
+        ("28047", "0", "STATE_IN_SERVICE", 7),
+        ("08001", "2", "STATE_EMERGENCY_ONLY", 4),
+    ],
+    "quarantine_counts": [
+        ("malformed JSON", 2, _t(10, 20)),
+        ("empty payload", 1, _t(10, 10)),
+    ],
+}
+
+
+def test_every_named_query_has_an_expected_result() -> None:
+    assert sorted(EXPECTED) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_query_results_are_exact_on_duckdb(lake: duckdb.DuckDBPyConnection, name: str) -> None:
+    query, params = Q.bind(name, WINDOW)
+    rows = lake.execute(query.sql, list(params)).fetchall()
+    assert rows == [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in EXPECTED[name]]
+
+
+def test_average_is_sum_of_sums_over_sum_of_counts(lake: duckdb.DuckDBPyConnection) -> None:
+    query, params = Q.bind("signal_per_minute", {"since": "2026-03-01T10:00", "until": "2026-03-01T10:01"})
+    rows = lake.execute(query.sql, list(params)).fetchall()
+    movistar = [row for row in rows if row[1] == "Movistar"]
+    assert movistar == [(_t(10, 0), "Movistar", 12.5, 4)]
+
+
+def test_offset_times_select_the_same_rows_as_utc(lake: duckdb.DuckDBPyConnection) -> None:
+    query, utc = Q.bind("status_by_postal_code", WINDOW)
+    _, shifted = Q.bind("status_by_postal_code",
+                        {"since": "2026-03-01T11:00:00+01:00", "until": "2026-03-01T06:00:00-05:00"})
+    assert shifted == utc
+    assert lake.execute(query.sql, list(shifted)).fetchall() == lake.execute(query.sql, list(utc)).fetchall()
+
+
+def test_whole_range_includes_every_row(lake: duckdb.DuckDBPyConnection) -> None:
+    query, params = Q.bind("quarantine_counts")
+    rows = lake.execute(query.sql, list(params)).fetchall()
+    assert {reason: count for reason, count, _ in rows} == {"malformed JSON": 3, "empty payload": 2}

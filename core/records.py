@@ -27,6 +27,7 @@ RECORD_FIELDS: tuple[str, ...] = (*SOURCE_FIELDS, *PRODUCER_FIELDS)
 UNKNOWN = "unknown"
 
 # Explicit classes rather than \s and \d: Python's match Unicode, Java's only ASCII.
+WHITESPACE_CHARS = " \t\n\r\f\v"
 WHITESPACE = "[ \t\n\r\f\v]"
 EDGE_WHITESPACE_PATTERN = f"^{WHITESPACE}+|{WHITESPACE}+$"
 INNER_WHITESPACE_PATTERN = f"{WHITESPACE}+"

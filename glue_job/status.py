@@ -94,6 +94,7 @@ class StatusTracker:
                 "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
                 "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0),
                 "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution") or 0),
+                "phases_ms": {k: int(v) for k, v in (progress.get("durationMs") or {}).items()},
                 "watermark": _spark_time((progress.get("eventTime") or {}).get("watermark")),
             }
             totals = self.document["totals"]

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.backends.base import CrawlerState
+from core.backends.processes import pid_alive
 from core.errors import ConflictError, NotFoundError
 from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec
 
@@ -65,16 +66,6 @@ def partitions_on_disk(table_folder: Path) -> list[str]:
             if any(not f.name.startswith(".") and f.name.endswith(".parquet") for f in os.scandir(hr_dir)):
                 found.append(f"{dt_dir.name}/{hr_dir.name}")
     return found
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalCatalog:
@@ -191,7 +182,7 @@ class LocalCrawlers:
             pid_text, started = self._lock_path(name).read_text().split(" ", 1)
         except (FileNotFoundError, ValueError):
             return None
-        if not pid_text.isdigit() or not _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or not pid_alive(int(pid_text)):
             self._lock_path(name).unlink(missing_ok=True)  # left by a process that died mid-crawl
             return None
         return started

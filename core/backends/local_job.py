@@ -18,26 +18,13 @@ from pathlib import Path
 
 from core.backends.base import JobStatus
 from core.backends.job_status import job_status_from_document
+from core.backends.processes import pid_alive
 from core.config import Settings
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 60.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not running
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class LocalJob:
@@ -56,7 +43,7 @@ class LocalJob:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _document(self) -> dict[str, object] | None:
         try:
@@ -107,9 +94,9 @@ class LocalJob:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(pid):
+            if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return self.status()

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.records import FUTURE_TOLERANCE
+
+# Twice the clock-skew tolerance, so a record from a fast clock never makes on-time records late.
+MIN_WATERMARK_MINUTES = 2 * int(FUTURE_TOLERANCE.total_seconds() // 60) + 1
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_DATABASE", "database", "mobile_network_aggregations", "catalog database of the tables"),
     SettingSpec("SIGNAL_JOB_NAME", "job_name", "etl_streaming_mobile_logs", "name of the streaming job"),
     SettingSpec("SIGNAL_TRIGGER_SECONDS", "trigger_seconds", "20", "micro-batch trigger interval of the job"),
-    SettingSpec("SIGNAL_WATERMARK_MINUTES", "watermark_minutes", "10", "how late a record may arrive"),
+    SettingSpec("SIGNAL_WATERMARK_MINUTES", "watermark_minutes", "10", "how late a record may arrive (at least 5)"),
     SettingSpec("SIGNAL_MAX_FILES_PER_BATCH", "max_files_per_batch", "200",
                 "local stream: at most this many stream files (each <= 500 records) per micro-batch"),
     SettingSpec("SIGNAL_GRID_DEGREES", "grid_degrees", "0.01", "cell size of coverage_grid in degrees"),
@@ -99,6 +103,11 @@ class Settings:
         for name in ("stream_name", "database", "job_name"):
             if not raw[name]:
                 raise ConfigError(f"{_env_of(name)} must not be empty")
+        watermark_minutes = _parse_positive("SIGNAL_WATERMARK_MINUTES", raw["watermark_minutes"], int)
+        if watermark_minutes < MIN_WATERMARK_MINUTES:
+            raise ConfigError(f"SIGNAL_WATERMARK_MINUTES={watermark_minutes} is too small",
+                              next_step=f"use at least {MIN_WATERMARK_MINUTES}: records may run up to "
+                              f"{FUTURE_TOLERANCE.seconds // 60} min ahead of their arrival")
         demo_raw = raw["demo_mode"]
         demo_mode = _parse_bool("SIGNAL_DEMO_MODE", demo_raw) if demo_raw else backend == "local"
         return cls(
@@ -108,7 +117,7 @@ class Settings:
             database=raw["database"],
             job_name=raw["job_name"],
             trigger_seconds=_parse_positive("SIGNAL_TRIGGER_SECONDS", raw["trigger_seconds"], float),
-            watermark_minutes=_parse_positive("SIGNAL_WATERMARK_MINUTES", raw["watermark_minutes"], int),
+            watermark_minutes=watermark_minutes,
             max_files_per_batch=_parse_positive("SIGNAL_MAX_FILES_PER_BATCH", raw["max_files_per_batch"], int),
             grid_degrees=_parse_positive("SIGNAL_GRID_DEGREES", raw["grid_degrees"], float),
             refresh_seconds=_parse_positive("SIGNAL_REFRESH_SECONDS", raw["refresh_seconds"], int),

@@ -33,7 +33,7 @@ EDGE_WHITESPACE_PATTERN = f"^{WHITESPACE}+|{WHITESPACE}+$"
 INNER_WHITESPACE_PATTERN = f"{WHITESPACE}+"
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"
 )
 CLOCK_PATTERN = r"^[0-9]{1,2}:[0-9]{2}:[0-9]{2}$"
 FLOAT_SUFFIX_PATTERN = r"\.0+$"
@@ -67,10 +67,11 @@ LON_RANGE = (-180.0, 180.0)
 # A bare HH:MM:SS is placed on the arrival date; a clock time this far after the arrival is taken
 # to be from the day before (a record from 23:59 arriving at 00:01), so it cannot drag the
 # watermark a day ahead and turn every other record late.
-CLOCK_AHEAD_TOLERANCE = timedelta(minutes=5)
-# Event times further ahead of their arrival than this come from a wrong clock; they would push
-# the watermark forward, so they go to quarantine.
-FUTURE_TOLERANCE = timedelta(minutes=15)
+CLOCK_AHEAD_TOLERANCE = timedelta(minutes=2)
+# Event times further ahead of their arrival than this come from a wrong clock, so they go to
+# quarantine: the watermark follows the newest event time, and a record from the future would turn
+# the on-time records after it late. It must stay well below the watermark delay (config checks).
+FUTURE_TOLERANCE = timedelta(minutes=2)
 
 REASON_EMPTY = "empty payload"
 REASON_MALFORMED_JSON = "malformed JSON"
@@ -94,7 +95,7 @@ def as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -251,8 +252,9 @@ def parse_payload(payload: str, *, stream_seq: str, arrival: datetime) -> Normal
     if not text.startswith("{"):
         return NormalisedRecord(stream_seq, None, REASON_NOT_AN_OBJECT)
     try:
-        # raw_decode ignores what follows the object, as Spark's JSON reader does.
-        decoded, _ = _DECODER.raw_decode(text)
+        # raw_decode ignores what follows the object, as Spark's JSON reader does; like Jackson it
+        # takes only JSON's own whitespace before the object, not \f or \v.
+        decoded, _ = _DECODER.raw_decode(payload.lstrip(" \t\n\r"))
     except ValueError:
         return NormalisedRecord(stream_seq, None, REASON_MALFORMED_JSON)
     return normalise(decoded, stream_seq=stream_seq, arrival=arrival)

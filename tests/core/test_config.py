@@ -57,6 +57,7 @@ def test_conftest_points_home_at_the_test_folder(tmp_path: Path) -> None:
         ({"SIGNAL_TRIGGER_SECONDS": "-5"}, "greater than 0"),
         ({"SIGNAL_TRIGGER_SECONDS": ""}, "SIGNAL_TRIGGER_SECONDS"),
         ({"SIGNAL_WATERMARK_MINUTES": "2.5"}, "SIGNAL_WATERMARK_MINUTES"),
+        ({"SIGNAL_WATERMARK_MINUTES": "3"}, "at least 5"),
         ({"SIGNAL_GRID_DEGREES": "0"}, "SIGNAL_GRID_DEGREES"),
         ({"SIGNAL_DEMO_MODE": "maybe"}, "not a boolean"),
         ({"SIGNAL_STREAM_NAME": "  "}, "must not be empty"),
@@ -89,7 +90,7 @@ def test_settings_are_frozen() -> None:
         {},
         {"SIGNAL_BACKEND": "aws"},
         {"SIGNAL_BACKEND": "aws", "SIGNAL_DEMO_MODE": "on", "SIGNAL_TRIGGER_SECONDS": "2.5",
-         "SIGNAL_WATERMARK_MINUTES": "3", "SIGNAL_GRID_DEGREES": "0.005", "SIGNAL_HOME": "/var/lib/signal",
+         "SIGNAL_WATERMARK_MINUTES": "7", "SIGNAL_GRID_DEGREES": "0.005", "SIGNAL_HOME": "/var/lib/signal",
          "SIGNAL_STREAM_NAME": "other_stream", "SIGNAL_DEMO_RATE": "12.5", "SIGNAL_SAMPLE_CSV": "x/y.csv"},
     ],
 )

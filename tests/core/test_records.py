@@ -121,10 +121,10 @@ def test_coordinates_out_of_range_become_none(lat: str, long: str, expected: tup
         # a bare clock goes on the arrival date
         (None, "11:30:00", ARRIVAL, datetime(2026, 3, 1, 11, 30, tzinfo=UTC)),
         (None, "7:05:09", ARRIVAL, datetime(2026, 3, 1, 7, 5, 9, tzinfo=UTC)),
-        # up to 5 minutes after arrival stays on the arrival date ...
-        (None, "00:06:00", JUST_AFTER_MIDNIGHT, datetime(2026, 3, 1, 0, 6, tzinfo=UTC)),
+        # up to 2 minutes after arrival stays on the arrival date ...
+        (None, "00:03:00", JUST_AFTER_MIDNIGHT, datetime(2026, 3, 1, 0, 3, tzinfo=UTC)),
         # ... later than that it is from the day before
-        (None, "00:06:01", JUST_AFTER_MIDNIGHT, datetime(2026, 2, 28, 0, 6, 1, tzinfo=UTC)),
+        (None, "00:03:01", JUST_AFTER_MIDNIGHT, datetime(2026, 2, 28, 0, 3, 1, tzinfo=UTC)),
         (None, "23:59:00", JUST_AFTER_MIDNIGHT, datetime(2026, 2, 28, 23, 59, tzinfo=UTC)),
         # arrival in another offset: the clock is placed on the UTC arrival date
         (None, "01:00:00", datetime(2026, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2))),
@@ -154,7 +154,7 @@ def test_resolve_event_time_gives_none_without_a_usable_time(hour: object) -> No
         ("{'hour': '11:00:00'}", R.REASON_MALFORMED_JSON),
         ('{"hour": "25:99:99", "signal": "12"}', R.REASON_NO_EVENT_TIME),
         ('{"signal": "12"}', R.REASON_NO_EVENT_TIME),
-        ('{"event_time": "2026-03-01T12:20:00Z", "hour": "11:00:00"}', R.REASON_FUTURE_EVENT_TIME),
+        ('{"event_time": "2026-03-01T12:02:01Z", "hour": "11:00:00"}', R.REASON_FUTURE_EVENT_TIME),
     ],
 )
 def test_parse_payload_quarantines_with_the_reason(payload: str, reason: str) -> None:
@@ -164,9 +164,9 @@ def test_parse_payload_quarantines_with_the_reason(payload: str, reason: str) ->
 
 
 def test_event_time_within_tolerance_ahead_of_arrival_is_accepted() -> None:
-    record = R.parse_payload('{"event_time": "2026-03-01T12:14:00Z"}', stream_seq="s", arrival=ARRIVAL)
+    record = R.parse_payload('{"event_time": "2026-03-01T12:02:00Z"}', stream_seq="s", arrival=ARRIVAL)
     assert record.quarantine_reason is None
-    assert record.event_time == datetime(2026, 3, 1, 12, 14, tzinfo=UTC)
+    assert record.event_time == datetime(2026, 3, 1, 12, 2, tzinfo=UTC)
 
 
 def test_parse_payload_normalises_a_good_record() -> None:

@@ -32,8 +32,9 @@ WHITESPACE = "[ \t\n\r\f\v]"
 EDGE_WHITESPACE_PATTERN = f"^{WHITESPACE}+|{WHITESPACE}+$"
 INNER_WHITESPACE_PATTERN = f"{WHITESPACE}+"
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"
+TIMESTAMP_PATTERN = (  # offsets as far as Spark takes them: +-18:00
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"
 )
 CLOCK_PATTERN = r"^[0-9]{1,2}:[0-9]{2}:[0-9]{2}$"
 FLOAT_SUFFIX_PATTERN = r"\.0+$"

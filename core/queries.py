@@ -102,6 +102,34 @@ QUERIES: dict[str, NamedQuery] = {
                 time_column="arrival_time",
             ),
         ),
+        NamedQuery(
+            "coverage_cells",
+            "Signal per grid cell and operator (cell = south-west corner)",
+            ("coverage_grid",),
+            _windowed(
+                "SELECT lat_cell, lon_cell, operator,\n"
+                "       SUM(signal_sum) AS signal_sum,\n"
+                "       CAST(SUM(signal_count) AS BIGINT) AS signal_count,\n"
+                "       CAST(SUM(record_count) AS BIGINT) AS records",
+                "coverage_grid",
+                "GROUP BY lat_cell, lon_cell, operator\nORDER BY records DESC, lat_cell, lon_cell, operator",
+            ),
+        ),
+        NamedQuery(
+            "kpis",
+            "Headline numbers: records, average signal, operators seen, quarantined records",
+            ("status_count", "signal_strength_by_operator", "quarantine"),
+            "SELECT\n"
+            + "  (" + _windowed("SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT)", "status_count", "")
+            .strip() + ") AS records,\n"
+            + "  (" + _windowed("SELECT SUM(signal_sum) / NULLIF(SUM(signal_count), 0)",
+                               "signal_strength_by_operator", "").strip() + ") AS avg_signal,\n"
+            + "  (" + _windowed("SELECT COUNT(DISTINCT operator)", "signal_strength_by_operator", "")
+            .strip() + ") AS operators,\n"
+            + "  (" + _windowed("SELECT COUNT(*)", "quarantine", "", time_column="arrival_time").strip()
+            + ") AS quarantined",
+            TIME_RANGE * 4,
+        ),
     )
 }
 

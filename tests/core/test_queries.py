@@ -168,6 +168,19 @@ def lake() -> Iterator[duckdb.DuckDBPyConnection]:
             CAST(b AS BIGINT) AS batch_id
         """,
     )
+    _create(
+        con, "coverage_grid", "ws, lat, lon, operator, s, c, r, b", """
+            ('2026-03-01 10:00:00', 40.41, -3.71, 'Movistar', 30, 3, 4, 1),
+            ('2026-03-01 10:02:00', 40.41, -3.71, 'Movistar', 10, 1, 1, 2),
+            ('2026-03-01 10:00:00', 41.38, 2.17, 'Yoigo', 5, 1, 1, 1),
+            ('2026-03-01 11:00:00', 40.41, -3.71, 'Movistar', 100, 1, 1, 3)
+        """, "ws", """
+            CAST(ws AS TIMESTAMP) AS window_start, CAST(ws AS TIMESTAMP) + INTERVAL 1 MINUTE AS window_end,
+            CAST(lat AS DOUBLE) AS lat_cell, CAST(lon AS DOUBLE) AS lon_cell, operator,
+            CAST(s AS DOUBLE) AS signal_sum, CAST(c AS BIGINT) AS signal_count, CAST(r AS BIGINT) AS record_count,
+            CAST(b AS BIGINT) AS batch_id
+        """,
+    )
     yield con
     con.close()
 
@@ -201,6 +214,13 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ("malformed JSON", 2, _t(10, 20)),
         ("empty payload", 1, _t(10, 10)),
     ],
+    # Two batches of the same cell add up; the 11:00 window is outside.
+    "coverage_cells": [
+        (40.41, -3.71, "Movistar", 40.0, 4, 5),
+        (41.38, 2.17, "Yoigo", 5.0, 1, 1),
+    ],
+    # 5 + 2 + 4 records; (30 + 20 + 4 - 70) / (3 + 1 + 2 + 7) signal; Movistar and Yoigo; s1, s2, s3.
+    "kpis": [(11, -16 / 13, 2, 3)],
 }
 
 

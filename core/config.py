@@ -45,6 +45,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "(default: on for the local backend, off for aws)"),
     SettingSpec("SIGNAL_DEMO_RATE", "demo_rate", "50", "records/s that `make run` replays the sample at"),
     SettingSpec("SIGNAL_SAMPLE_CSV", "sample_csv", "data/mobile_logs.csv", "the bundled sample replayed by demo mode"),
+    SettingSpec("SIGNAL_UPLOAD_LIMIT_MB", "upload_limit_mb", "50", "largest CSV the demo page accepts"),
+    SettingSpec("SIGNAL_STALE_AFTER_SECONDS", "stale_after_seconds", "60",
+                "a pipeline hop older than this is amber"),
+    SettingSpec("SIGNAL_DEAD_AFTER_SECONDS", "dead_after_seconds", "300",
+                "a pipeline hop older than this is red; the wall display shows a stale banner"),
+    SettingSpec("SIGNAL_ROTATE_SECONDS", "rotate_seconds", "30", "wall display: seconds per view"),
+    SettingSpec("SIGNAL_AUTH", "auth", "local", "`local` (role from SIGNAL_ROLE) or `alb` (identity from the "
+                "load balancer's OIDC headers); OIDC via st.login when [auth] is in secrets.toml"),
+    SettingSpec("SIGNAL_ROLE", "role", "", "role without a login: `operator` or `viewer` "
+                "(default: operator on the local backend, viewer on aws)"),
+    SettingSpec("SIGNAL_OPERATORS", "operators", "", "comma-separated e-mails that get the operator role"),
+    SettingSpec("SIGNAL_OPERATOR_GROUP", "operator_group", "", "OIDC group claim value that gets the operator role"),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -87,6 +99,14 @@ class Settings:
     demo_mode: bool
     demo_rate: float
     sample_csv: Path
+    upload_limit_mb: float
+    stale_after_seconds: float
+    dead_after_seconds: float
+    rotate_seconds: float
+    auth: str
+    role: str
+    operators: tuple[str, ...]
+    operator_group: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -110,6 +130,17 @@ class Settings:
                               f"{FUTURE_TOLERANCE.seconds // 60} min ahead of their arrival")
         demo_raw = raw["demo_mode"]
         demo_mode = _parse_bool("SIGNAL_DEMO_MODE", demo_raw) if demo_raw else backend == "local"
+        auth = raw["auth"].lower()
+        if auth not in ("local", "alb"):
+            raise ConfigError(f"SIGNAL_AUTH={raw['auth']!r} is not one of local, alb")
+        role = raw["role"].lower() or ("operator" if backend == "local" else "viewer")
+        if role not in ("operator", "viewer"):
+            raise ConfigError(f"SIGNAL_ROLE={raw['role']!r} is not one of operator, viewer")
+        stale = _parse_positive("SIGNAL_STALE_AFTER_SECONDS", raw["stale_after_seconds"], float)
+        dead = _parse_positive("SIGNAL_DEAD_AFTER_SECONDS", raw["dead_after_seconds"], float)
+        if dead <= stale:
+            raise ConfigError(f"SIGNAL_DEAD_AFTER_SECONDS ({dead:g}) must be greater than "
+                              f"SIGNAL_STALE_AFTER_SECONDS ({stale:g})")
         return cls(
             backend=backend,
             home=Path(raw["home"] or ".signal_stream").expanduser(),
@@ -124,6 +155,14 @@ class Settings:
             demo_mode=demo_mode,
             demo_rate=_parse_positive("SIGNAL_DEMO_RATE", raw["demo_rate"], float),
             sample_csv=Path(raw["sample_csv"]),
+            upload_limit_mb=_parse_positive("SIGNAL_UPLOAD_LIMIT_MB", raw["upload_limit_mb"], float),
+            stale_after_seconds=stale,
+            dead_after_seconds=dead,
+            rotate_seconds=_parse_positive("SIGNAL_ROTATE_SECONDS", raw["rotate_seconds"], float),
+            auth=auth,
+            role=role,
+            operators=tuple(e.strip().lower() for e in raw["operators"].split(",") if e.strip()),
+            operator_group=raw["operator_group"],
         )
 
     def to_env(self) -> dict[str, str]:
@@ -132,7 +171,12 @@ class Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for spec in SETTINGS:
             value = values[spec.field]
-            env[spec.env] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                env[spec.env] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[spec.env] = ",".join(value)
+            else:
+                env[spec.env] = str(value)
         return env
 
 

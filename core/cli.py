@@ -203,22 +203,17 @@ def _query(args: argparse.Namespace, backend: Backend) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace, backend: Backend) -> int:
-    data = health.snapshot(backend)
+def _status(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    thresholds = health.Thresholds(settings.stale_after_seconds, settings.dead_after_seconds)
+    data = health.snapshot(backend, thresholds)
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
-    stream = data["stream"]
-    print(f"backend {data['backend']}")
-    print(f"stream {stream['name']}: {stream['pending_records']} pending, last record {stream['last_record_at']}")
-    job = data["job"]
-    last = job["last_batch"]
-    print(f"job {job['name']}: {job['state']}" + (f", last batch {last['batch_id']} at {last['time']}" if last else ""))
+    print(f"backend {data['backend']}: {data['overall'].upper()}")
+    for hop in data["chain"]:
+        print(f"  [{hop['level']:>5}] {hop['label']}: {hop['detail']}")
     for crawler in data["crawlers"]:
-        print(f"{crawler['name']}: {crawler['state']}, last {crawler['last_result'] or 'never run'}")
-    for table in data["lake"]:
-        print(f"table {table['table']}: {table['files']} files in {table['partitions']} partitions, newest "
-              f"{table['newest_file_at']}, {'catalogued' if table['catalogued'] else 'not catalogued'}")
+        print(f"  {crawler['name']}: {crawler['state']}, last {crawler['last_result'] or 'never run'}")
     return 0
 
 
@@ -236,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _crawl(args, backend)
         if args.command == "query":
             return _query(args, backend)
-        return _status(args, backend)
+        return _status(args, settings, backend)
     except SignalStreamError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

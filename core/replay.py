@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -143,7 +143,7 @@ def _check_header(path: Path, reader: Any) -> None:
         raise InputError(f"{path}: wrong header ({detail}); expected: {','.join(R.SOURCE_FIELDS)}")
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, str]] | Rejection]:
+def iter_rows(path: Path) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
     """Return an iterator of (line number, fields) per well-formed data row, or a Rejection.
 
     Opens the file and checks its header at once: raises InputError when the file cannot be read,
@@ -158,7 +158,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, str]] | Rejection]:
     return _rows(handle, reader)
 
 
-def _rows(handle: Any, reader: Any) -> Iterator[tuple[int, dict[str, str]] | Rejection]:
+def _rows(handle: Any, reader: Any) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
     width = len(R.SOURCE_FIELDS)
     with handle:
         previous_line = reader.line_num
@@ -304,44 +304,47 @@ def replay(
 
     batch: list[dict[str, Any]] = []
     limit_reached = options.limit == 0
-    while not stop.is_set() and not limit_reached:
-        state.passes += 1
-        items = rows if state.passes == 1 else iter_rows(path)
-        sent_this_pass = 0
-        for item in items:
-            if stop.is_set():
-                break
-            if options.limit is not None and state.sent + state.failed + len(batch) >= options.limit:
-                limit_reached = True
-                break
-            state.rows_read += 1
-            if not isinstance(item, Rejection):
-                line, fields = item
-                item = _row_rejection(line, fields, options.time_mode, on) or item
-            if isinstance(item, Rejection):
-                state.rejected += 1
-                if state.passes == 1 and len(state.rejections) < MAX_REJECTION_DETAILS:
-                    state.rejections.append(item)
-                continue
-            if state.passes == 1:
-                nulled.update(_nulled_fields(fields))
-            record: dict[str, Any] = dict(fields)
-            record["record_id"] = f"{state.replay_id}:{state.passes}:{line}"
-            record["replay_id"] = state.replay_id
-            if options.time_mode == "recorded":
-                event_time = _recorded_event_time(fields["hour"], on)
-                assert event_time is not None  # rows without one were rejected above
-                record["event_time"] = iso_utc(event_time)
-            batch.append(record)
-            sent_this_pass += 1
-            if len(batch) >= batch_size:
+    try:
+        while not stop.is_set() and not limit_reached:
+            state.passes += 1
+            items = rows if state.passes == 1 else iter_rows(path)
+            sent_this_pass = 0
+            for item in items:
+                if stop.is_set():
+                    break
+                if options.limit is not None and state.sent + state.failed + len(batch) >= options.limit:
+                    limit_reached = True
+                    break
+                state.rows_read += 1
+                if not isinstance(item, Rejection):
+                    line, fields = item
+                    item = _row_rejection(line, fields, options.time_mode, on) or item
+                if isinstance(item, Rejection):
+                    state.rejected += 1
+                    if state.passes == 1 and len(state.rejections) < MAX_REJECTION_DETAILS:
+                        state.rejections.append(item)
+                    continue
+                if state.passes == 1:
+                    nulled.update(_nulled_fields(fields))
+                record: dict[str, Any] = dict(fields)
+                record["record_id"] = f"{state.replay_id}:{state.passes}:{line}"
+                record["replay_id"] = state.replay_id
+                if options.time_mode == "recorded":
+                    event_time = _recorded_event_time(fields["hour"], on)
+                    assert event_time is not None  # rows without one were rejected above
+                    record["event_time"] = iso_utc(event_time)
+                batch.append(record)
+                sent_this_pass += 1
+                if len(batch) >= batch_size:
+                    send(batch)
+                    batch = []
+            if batch:
                 send(batch)
                 batch = []
-        if batch:
-            send(batch)
-            batch = []
-        if not options.loop or sent_this_pass == 0:
-            break
+            if not options.loop or sent_this_pass == 0:
+                break
+    finally:
+        rows.close()  # closes the file now, also when stopped before the first pass
     state.stopped = stop.is_set()
     state.done = True
     report()

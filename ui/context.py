@@ -1,17 +1,33 @@
-"""Process-wide settings and backend, and query results cached for every session of the console."""
+"""Process-wide resources and cached data for the pages.
+
+Everything here is shared by all sessions: the backend is built once (st.cache_resource), and data
+calls are cached with a TTL of SIGNAL_REFRESH_SECONDS (st.cache_data), refreshed in the background,
+so N viewers cost one backend call per panel per TTL. Time ranges are rounded to the TTL so that
+sessions opened at different moments share the same cache entries.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
 
+from core.audit import FileAuditLog
+from core.auth import User, resolve_user
 from core.backends import build_backend
-from core.backends.base import Backend, QueryResult
+from core.backends.base import Backend, CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, SignalStreamError
+
+RANGES: dict[str, timedelta] = {
+    "15 min": timedelta(minutes=15),
+    "1 h": timedelta(hours=1),
+    "6 h": timedelta(hours=6),
+    "24 h": timedelta(hours=24),
+}
 
 
 @st.cache_resource
@@ -26,6 +42,39 @@ def backend() -> Backend:
     return build_backend(settings())
 
 
+@st.cache_resource
+def audit_log() -> FileAuditLog:
+    """Return the audit log of operator actions."""
+    return FileAuditLog(settings().home / "audit" / "audit.jsonl")
+
+
+@st.cache_resource
+def replay_manager() -> Any:
+    """Return the one background replay manager of this process (demo mode)."""
+    from core.demo import ReplayManager
+
+    return ReplayManager(backend().stream, settings().home)
+
+
+@st.cache_resource
+def _last_good() -> dict[tuple[str, str], QueryResult]:
+    return {}
+
+
+def auth_configured() -> bool:
+    """Return True when OIDC login is configured ([auth] in secrets.toml)."""
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return False
+
+
+def current_user() -> User:
+    """Return the user of this session: OIDC login, load-balancer headers, or the local setting."""
+    oidc = st.user.to_dict() if auth_configured() else None
+    return resolve_user(settings(), oidc_user=oidc, headers=dict(st.context.headers or {}))
+
+
 def _ttl() -> int:
     # Decorators need the TTL at import; a bad setting is reported by Home.py, not here.
     try:
@@ -34,7 +83,84 @@ def _ttl() -> int:
         return 20
 
 
+def time_window(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Return (since, until) for a preset range, `until` rounded up to the refresh interval."""
+    now = now or datetime.now(UTC)
+    step = _ttl()
+    until = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    return until - RANGES[label], until
+
+
 @st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")
-def query(name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-    """Return a named query's result; one backend call per TTL, shared by all sessions."""
-    return backend().lake.query(name, dict(params or {}))
+def _query(name: str, since: datetime | None, until: datetime | None) -> QueryResult:
+    return backend().lake.query(name, {"since": since, "until": until})
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A query result for a panel; `error` is set when the newest try failed and `result` is older."""
+
+    result: QueryResult | None
+    error: str | None = None
+
+
+def query(name: str, since: datetime | None = None, until: datetime | None = None, *, slot: str = "") -> Panel:
+    """Return a named query for a panel, keeping the last good result when a newer try fails."""
+    key = (name, slot)
+    try:
+        result = _query(name, since, until)
+    except SignalStreamError as error:
+        return Panel(_last_good().get(key), str(error))
+    _last_good()[key] = result
+    return Panel(result)
+
+
+@st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")
+def job_status() -> JobStatus:
+    """Return the job's status, cached for all sessions."""
+    return backend().job.status()
+
+
+@st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")
+def stream_health() -> StreamHealth:
+    """Return the stream's health, cached for all sessions."""
+    return backend().stream.health()
+
+
+@st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")
+def lake_freshness() -> list[TableFreshness]:
+    """Return every lake table's freshness, cached for all sessions."""
+    return backend().lake.freshness()
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def crawler_states() -> list[CrawlerState]:
+    """Return the crawlers' states (a short TTL: operators follow a run they started)."""
+    return backend().crawlers.list()
+
+
+def forget_states() -> None:
+    """Drop cached pipeline states after an operator action changed them."""
+    crawler_states.clear()
+    job_status.clear()
+
+
+def health_chain(query_as_of: datetime | None = None) -> list[Any]:
+    """Return the freshness chain from the cached pipeline states."""
+    from core.health import Thresholds, freshness_chain
+
+    current = settings()
+    return freshness_chain(
+        stream_health(), job_status(), lake_freshness(), query_as_of,
+        now=datetime.now(UTC),
+        thresholds=Thresholds(current.stale_after_seconds, current.dead_after_seconds),
+        partitions_need_crawl=backend().kind == "aws",
+    )
+
+
+def kpis(window: timedelta = timedelta(minutes=5)) -> Panel:
+    """Return the headline numbers over the last `window` (records, signal, operators, quarantined)."""
+    now = datetime.now(UTC)
+    step = _ttl()
+    until = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    return query("kpis", until - window, until, slot=f"kpis-{window.total_seconds():.0f}")

@@ -1,0 +1,385 @@
+"""Plotly figures for the console's panels, built from the named queries' result frames.
+
+Every builder is a pure function (DataFrame or backend dataclasses in, `go.Figure` out) so pages only
+draw what they get and tests can inspect the traces. The same operator keeps the same colour in every
+chart; an empty frame gives a figure that says so instead of an error; `dark=True` is the wall display.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from core.backends.base import BatchProgress
+from core.records import UNKNOWN, canonical_name
+
+NO_DATA = "No data in this time range"
+PROVISIONAL = "provisional (late data may still change it)"
+SIGNAL_TITLE = "Average signal level (raw, 0-31)"
+SIGNAL_MAX = 31
+EVENT_TIME_TITLE = "Event time (UTC)"
+WINDOW = timedelta(minutes=1)
+DARK_FONT_SIZE = 18
+SIGNAL_SCALE = "RdYlGn"
+NO_READING_COLOR = "#9e9e9e"
+
+# Keyed by lower-cased canonical name (core.records.canonical_name), so any spelling of a name maps here.
+OPERATOR_COLORS: dict[str, str] = {
+    "movistar": "#019df4",
+    "vodafone": "#e60000",
+    "orange": "#ff7900",
+    "yoigo": "#9b59b6",
+    "masmovil": "#f5c400",
+    "simyo": "#ec4899",
+    "pepephone": "#8c564b",
+    "jazztel": "#bcbd22",
+    "lowi": "#2ca02c",
+    "digi": "#3f51b5",
+    "tuenti": "#00bfa5",
+    UNKNOWN: "#9e9e9e",
+}
+# Spelled out rather than taken from plotly.colors, so a plotly upgrade cannot recolour a name.
+PALETTE: tuple[str, ...] = (
+    "#7f3c8d", "#11a579", "#3969ac", "#f2b701", "#e73f74",
+    "#80ba5a", "#e68310", "#008695", "#cf1c90", "#f97b72",
+)
+STATUS_COLORS: dict[str, str] = {
+    "STATE_IN_SERVICE": "#2ca02c",
+    "STATE_EMERGENCY_ONLY": "#ff9f1c",
+    "STATE_OUT_OF_SERVICE": "#d62728",
+    "STATE_POWER_OFF": "#7f7f7f",
+    UNKNOWN: "#bdbdbd",
+}
+
+
+def palette_color(name: str) -> str:
+    """Return the palette colour a name always gets, from a hash that is stable across processes."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return PALETTE[int.from_bytes(digest[:8], "big") % len(PALETTE)]
+
+
+def operator_color(operator: str) -> str:
+    """Return the colour of one operator, whatever the spelling of its name."""
+    key = canonical_name(operator).lower()
+    return OPERATOR_COLORS.get(key) or palette_color(key)
+
+
+def operator_colors(operators: Iterable[str]) -> dict[str, str]:
+    """Return a colour per operator name, the same for a name in every chart and session."""
+    return {operator: operator_color(operator) for operator in operators}
+
+
+def _style(fig: go.Figure, dark: bool, *, empty: bool) -> go.Figure:
+    fig.update_layout(
+        template="plotly_dark" if dark else "plotly_white",
+        paper_bgcolor="rgba(0,0,0,0)",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    if dark:
+        fig.update_layout(font_size=DARK_FONT_SIZE)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    if empty:
+        fig.add_annotation(
+            text=NO_DATA, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font_size=16
+        )
+    return fig
+
+
+def _utc_naive(values: pd.Series) -> pd.Series:
+    # Plotly draws the wall-clock digits it is given, so every time is turned into naive UTC first.
+    return pd.to_datetime(values, utc=True).dt.tz_convert(None)
+
+
+def _utc_moment(moment: datetime) -> datetime:
+    stamp = pd.Timestamp(moment)
+    stamp = stamp if stamp.tzinfo is None else stamp.tz_convert(None)
+    return stamp.to_pydatetime()
+
+
+def _datetimes(values: pd.Series) -> list[datetime]:
+    return [stamp.to_pydatetime() for stamp in values]
+
+
+def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False) -> go.Figure:
+    """Return bars of the average signal level per operator, best first."""
+    fig = go.Figure()
+    if not frame.empty:
+        rows = frame.sort_values(["avg_signal", "operator"], ascending=[False, True], na_position="last")
+        operators = [str(name) for name in rows["operator"]]
+        colors = operator_colors(operators)
+        fig.add_bar(
+            x=operators,
+            y=rows["avg_signal"].to_numpy(dtype=float),
+            marker_color=[colors[name] for name in operators],
+            customdata=rows[["samples", "min_signal", "max_signal"]].to_numpy(dtype=float),
+            hovertemplate=(
+                "%{x}<br>Average signal %{y:.1f}<br>Samples %{customdata[0]:,.0f}"
+                "<br>Min %{customdata[1]:.0f} / max %{customdata[2]:.0f}<extra></extra>"
+            ),
+        )
+    fig.update_xaxes(title_text="Operator", type="category")
+    fig.update_yaxes(title_text=SIGNAL_TITLE, range=[0, SIGNAL_MAX])
+    return _style(fig, dark, empty=frame.empty)
+
+
+def signal_per_minute_line(
+    frame: pd.DataFrame,
+    *,
+    watermark: datetime | None = None,
+    annotations: Sequence[tuple[datetime, str]] = (),
+    dark: bool = False,
+) -> go.Figure:
+    """Return one line per operator of the average signal per minute, provisional windows dashed."""
+    fig = go.Figure()
+    if not frame.empty:
+        rows = frame.assign(minute=_utc_naive(frame["minute"])).sort_values(["minute", "operator"])
+        # A window is final once the watermark has passed its end: later records for it are dropped.
+        limit = None if watermark is None else _utc_moment(watermark)
+        provisional = (
+            rows["minute"] + WINDOW > limit if limit is not None else pd.Series(False, index=rows.index)
+        )
+        rows = rows.assign(provisional=provisional)
+        for operator in sorted({str(name) for name in rows["operator"]}):
+            _add_operator_lines(fig, rows[rows["operator"].astype(str) == operator], operator)
+        if limit is not None and bool(provisional.any()):
+            end = rows["minute"].max() + WINDOW
+            fig.add_vrect(
+                x0=max(limit, rows["minute"].min().to_pydatetime()),
+                x1=end.to_pydatetime(),
+                fillcolor="grey",
+                opacity=0.15,
+                line_width=0,
+                layer="below",
+                annotation_text=PROVISIONAL,
+                annotation_position="top left",
+            )
+        for moment, label in annotations:
+            fig.add_vline(
+                x=_utc_moment(moment), line_dash="dot", line_color="grey",
+                annotation_text=label, annotation_position="bottom right",
+            )
+    fig.update_xaxes(title_text=EVENT_TIME_TITLE)
+    fig.update_yaxes(title_text=SIGNAL_TITLE, range=[0, SIGNAL_MAX])
+    fig.update_layout(legend_title_text="Operator")
+    return _style(fig, dark, empty=frame.empty)
+
+
+def _add_operator_lines(fig: go.Figure, rows: pd.DataFrame, operator: str) -> None:
+    color = operator_color(operator)
+    template = (
+        "%{x|%Y-%m-%d %H:%M} UTC<br>Average signal %{y:.1f}<br>Samples %{customdata[0]:,}"
+        f"<br>%{{customdata[1]}}<extra>{operator}</extra>"
+    )
+    final = rows[~rows["provisional"]]
+    pending = rows[rows["provisional"]]
+    if not final.empty:
+        fig.add_scatter(
+            x=_datetimes(final["minute"]), y=final["avg_signal"].to_numpy(dtype=float),
+            mode="lines+markers", name=operator, legendgroup=operator, meta={"provisional": False},
+            line={"color": color}, marker={"color": color, "size": 6},
+            customdata=[[samples, "final"] for samples in final["samples"]], hovertemplate=template,
+        )
+    if pending.empty:
+        return
+    # The last final point starts the dashed part too (without a marker), so the line has no gap.
+    bridge = final.tail(1)
+    part = pd.concat([bridge, pending])
+    fig.add_scatter(
+        x=_datetimes(part["minute"]), y=part["avg_signal"].to_numpy(dtype=float),
+        mode="lines+markers", name=f"{operator} (provisional)", legendgroup=operator,
+        showlegend=final.empty, meta={"provisional": True},
+        line={"color": color, "dash": "dash"},
+        marker={"color": color, "symbol": "circle-open", "size": [0] * len(bridge) + [8] * len(pending)},
+        customdata=[
+            [samples, "provisional" if flag else "final"]
+            for samples, flag in zip(part["samples"], part["provisional"], strict=True)
+        ],
+        hovertemplate=template,
+    )
+
+
+def gps_by_provider_bars(frame: pd.DataFrame, dark: bool = False) -> go.Figure:
+    """Return side-by-side bars of average GPS precision (m) and satellites per location provider."""
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Average precision (m, lower is better)", "Average satellites")
+    )
+    if not frame.empty:
+        rows = frame.sort_values(["samples", "provider"], ascending=[False, True])
+        providers = [str(name) for name in rows["provider"]]
+        samples = rows[["samples"]].to_numpy(dtype=float)
+        for col, column, fmt, color in (
+            (1, "avg_precision", ".1f", "#3969ac"),
+            (2, "avg_satellites", ".1f", "#11a579"),
+        ):
+            fig.add_bar(
+                x=providers, y=rows[column].to_numpy(dtype=float), marker_color=color, showlegend=False,
+                customdata=samples,
+                hovertemplate=f"%{{x}}<br>%{{y:{fmt}}}<br>Samples %{{customdata[0]:,.0f}}<extra></extra>",
+                row=1, col=col,
+            )
+    fig.update_xaxes(title_text="Location provider", type="category")
+    fig.update_yaxes(title_text="Average precision (m)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="Average satellites (count)", rangemode="tozero", row=1, col=2)
+    return _style(fig, dark, empty=frame.empty)
+
+
+def status_stacked_bar(frame: pd.DataFrame, top_n: int = 15, dark: bool = False) -> go.Figure:
+    """Return records of the top N postal codes stacked by network status description."""
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, not {top_n}")
+    fig = go.Figure()
+    if not frame.empty:
+        rows = frame.assign(
+            postal_code=frame["postal_code"].astype(str),
+            status=frame["status"].astype(str),
+            description=frame["description"].fillna(UNKNOWN).astype(str),
+        )
+        totals = rows.groupby("postal_code")["records"].sum().reset_index()
+        top = totals.sort_values(["records", "postal_code"], ascending=[False, True]).head(top_n)["postal_code"]
+        rows = rows[rows["postal_code"].isin(top)]
+        stacks = rows.groupby(["description", "postal_code"], as_index=False).agg(
+            records=("records", "sum"), status=("status", lambda codes: ", ".join(sorted(set(codes))))
+        )
+        order = stacks.groupby("description")["records"].sum().sort_values(ascending=False, kind="stable")
+        for description in order.index:
+            stack = stacks[stacks["description"] == description].set_index("postal_code").reindex(top).dropna()
+            fig.add_bar(
+                x=list(stack.index), y=stack["records"].to_numpy(dtype=float), name=description,
+                marker_color=STATUS_COLORS.get(description) or palette_color(description),
+                customdata=stack[["status"]].to_numpy(),
+                hovertemplate=(
+                    f"Postal code %{{x}}<br>{description} (status %{{customdata[0]}})"
+                    "<br>Records %{y:,.0f}<extra></extra>"
+                ),
+            )
+        fig.update_xaxes(categoryorder="array", categoryarray=list(top))
+    fig.update_layout(barmode="stack", legend_title_text="Network status")
+    fig.update_xaxes(title_text=f"Postal code (top {top_n} by records)", type="category")
+    fig.update_yaxes(title_text="Records (count)")
+    return _style(fig, dark, empty=frame.empty)
+
+
+CELL_COLUMNS = ["lat_cell", "lon_cell", "avg_signal", "samples", "records"]
+
+
+def combine_cells(frame: pd.DataFrame, operators: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return one row per grid cell over the chosen operators (None = all), averaged exactly."""
+    rows = frame if operators is None else frame[frame["operator"].isin(list(operators))]
+    if rows.empty:
+        return pd.DataFrame(
+            {
+                "lat_cell": pd.Series(dtype=float), "lon_cell": pd.Series(dtype=float),
+                "avg_signal": pd.Series(dtype=float), "samples": pd.Series(dtype="int64"),
+                "records": pd.Series(dtype="int64"),
+            }
+        )
+    cells = rows.groupby(["lat_cell", "lon_cell"], as_index=False).agg(
+        signal_sum=("signal_sum", "sum"), samples=("signal_count", "sum"), records=("records", "sum")
+    )
+    # Sum of sums over sum of counts: averaging the per-operator averages would weight them wrongly.
+    counts = cells["samples"].astype(float)
+    cells["avg_signal"] = (cells["signal_sum"].astype(float) / counts).where(counts > 0)
+    cells = cells.astype({"samples": "int64", "records": "int64"})
+    return cells.sort_values(["lat_cell", "lon_cell"], ignore_index=True)[CELL_COLUMNS]
+
+
+def coverage_map(cells: pd.DataFrame, cell_degrees: float, dark: bool = False) -> go.Figure:
+    """Return combined grid cells (see combine_cells) as squares coloured by signal on lon/lat axes."""
+    if not cell_degrees > 0:
+        raise ValueError(f"cell_degrees must be positive, not {cell_degrees}")
+    fig = go.Figure()
+    if not cells.empty:
+        _add_cell_squares(fig, cells, cell_degrees)
+        # A degree of longitude is cos(latitude) times as long as one of latitude; this keeps cells square.
+        mid_lat = float(cells["lat_cell"].mean()) + cell_degrees / 2
+        scale = 1 / max(math.cos(math.radians(mid_lat)), 0.1)
+    else:
+        scale = 1.0
+    fig.update_xaxes(title_text="Longitude (degrees east)", showgrid=False, zeroline=False)
+    fig.update_yaxes(
+        title_text="Latitude (degrees north)", showgrid=False, zeroline=False, scaleanchor="x", scaleratio=scale
+    )
+    return _style(fig, dark, empty=cells.empty)
+
+
+def _add_cell_squares(fig: go.Figure, cells: pd.DataFrame, size: float) -> None:
+    lat = cells["lat_cell"].to_numpy(dtype=float)
+    lon = cells["lon_cell"].to_numpy(dtype=float)
+    signal = cells["avg_signal"].to_numpy(dtype=float)
+    # Filled outlines scale with zoom and stay fast: one trace per whole signal level (32 colours),
+    # each a run of closed squares separated by gaps, instead of one shape per cell.
+    level = np.where(np.isnan(signal), -1, np.clip(np.floor(np.nan_to_num(signal)), 0, SIGNAL_MAX - 1))
+    for value in np.unique(level):
+        chosen = level == value
+        x0, y0 = lon[chosen, None], lat[chosen, None]
+        xs = np.hstack([x0, x0 + size, x0 + size, x0, x0, np.full_like(x0, np.nan)]).ravel()
+        ys = np.hstack([y0, y0, y0 + size, y0 + size, y0, np.full_like(y0, np.nan)]).ravel()
+        color = NO_READING_COLOR if value < 0 else level_color(float(value) + 0.5)
+        fig.add_scatter(
+            x=xs, y=ys, mode="lines", fill="toself", fillcolor=color, line={"color": color, "width": 0.5},
+            hoverinfo="skip", showlegend=False, meta={"signal_level": int(value)},
+        )
+    # Invisible markers at the cell centres carry the hover text and the colour bar.
+    text = ["no signal reading" if math.isnan(v) else f"{v:.1f}" for v in signal]
+    fig.add_scatter(
+        x=lon + size / 2, y=lat + size / 2, mode="markers", showlegend=False, meta={"hover": True},
+        marker={
+            "color": np.nan_to_num(signal, nan=0.0), "colorscale": SIGNAL_SCALE, "cmin": 0, "cmax": SIGNAL_MAX,
+            "opacity": 0, "size": 8, "showscale": True,
+            "colorbar": {"title": {"text": "Signal level<br>(raw, 0-31)"}},
+        },
+        customdata=np.column_stack(
+            [cells["samples"].to_numpy(dtype=float), cells["records"].to_numpy(dtype=float), lat, lon]
+        ),
+        text=text,
+        hovertemplate=(
+            "Cell %{customdata[2]:.4f}, %{customdata[3]:.4f}<br>Average signal %{text}"
+            "<br>Samples %{customdata[0]:,.0f}<br>Records %{customdata[1]:,.0f}<extra></extra>"
+        ),
+    )
+
+
+def level_color(value: float) -> str:
+    """Return the map colour of a raw signal level: red at 0, green at 31."""
+    return str(sample_colorscale(SIGNAL_SCALE, [min(max(value / SIGNAL_MAX, 0.0), 1.0)])[0])
+
+
+def batches_chart(batches: Sequence[BatchProgress], dark: bool = False) -> go.Figure:
+    """Return the streaming job's recent batches: rows/s as lines, batch duration (s) as bars."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    ordered = sorted(batches, key=lambda batch: _utc_moment(batch.time))
+    if ordered:
+        times = [_utc_moment(batch.time) for batch in ordered]
+        fig.add_bar(
+            x=times, y=[batch.duration_ms / 1000 for batch in ordered], name="Batch duration (s)",
+            marker_color="#a5aa99", opacity=0.5,
+            customdata=[[batch.batch_id, batch.input_rows, batch.late_rows] for batch in ordered],
+            hovertemplate=(
+                "Batch %{customdata[0]}<br>%{x|%H:%M:%S} UTC<br>Duration %{y:.2f} s"
+                "<br>Input rows %{customdata[1]:,}<br>Late rows %{customdata[2]:,}<extra></extra>"
+            ),
+            secondary_y=True,
+        )
+        for name, values, color in (
+            ("Input rows/s", [batch.input_rows_per_second for batch in ordered], "#3969ac"),
+            ("Processed rows/s", [batch.processed_rows_per_second for batch in ordered], "#11a579"),
+        ):
+            fig.add_scatter(
+                x=times, y=values, name=name, mode="lines+markers", line_color=color,
+                hovertemplate=f"%{{x|%H:%M:%S}} UTC<br>{name} %{{y:,.1f}}<extra></extra>", secondary_y=False,
+            )
+    # Batch time is when the job ran the batch (processing time), not the records' event time.
+    fig.update_xaxes(title_text="Batch time (UTC)")
+    fig.update_yaxes(title_text="Rows per second", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="Batch duration (s)", rangemode="tozero", showgrid=False, secondary_y=True)
+    fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    return _style(fig, dark, empty=not ordered)

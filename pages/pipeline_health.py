@@ -1,0 +1,102 @@
+"""Pipeline health: stream, job, crawlers and lake, with the operators' actions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.health import Level
+from ui import actions, context
+from ui.widgets import fmt_time, level_badge
+
+settings = context.settings()
+user = context.current_user()
+st.title("Pipeline health")
+actions.run_pending()
+
+
+@st.fragment(run_every=settings.refresh_seconds)
+def stream_and_job() -> None:
+    stream = context.stream_health()
+    st.subheader(f"Stream `{stream.name}`")
+    cols = st.columns(3)
+    cols[0].metric("Records waiting", f"{stream.pending_records or 0:,}", border=True)
+    cols[1].metric("Oldest waiting since", fmt_time(stream.oldest_pending_at), border=True)
+    cols[2].metric("Last record sent", fmt_time(stream.last_record_at), border=True)
+
+    job = context.job_status()
+    st.subheader(f"Streaming job `{job.name}`")
+    level = {"RUNNING": Level.GREEN, "FAILED": Level.RED, "STOPPED": Level.RED}.get(job.state, Level.AMBER)
+    level_badge(level, job.state)
+    if job.error:
+        st.error(f"Last error: {job.error}")
+    last = job.last_batch
+    totals = job.totals
+    cols = st.columns(5)
+    cols[0].metric("Batches", f"{totals.get('batches', 0):,}", border=True)
+    cols[1].metric("Input rows/s", f"{last.input_rows_per_second:,.0f}" if last else "–", border=True)
+    cols[2].metric("Processed rows/s", f"{last.processed_rows_per_second:,.0f}" if last else "–", border=True)
+    cols[3].metric("Batch duration", f"{last.duration_ms / 1000:.1f} s" if last else "–", border=True)
+    cols[4].metric("Watermark", fmt_time(last.watermark) if last else "–", border=True)
+    cols = st.columns(5)
+    cols[0].metric("Input rows", f"{totals.get('input_rows', 0):,}", border=True)
+    cols[1].metric("Aggregated", f"{totals.get('aggregated_rows', 0):,}", border=True)
+    cols[2].metric("Late (dropped)", f"{totals.get('late_rows', 0):,}", border=True)
+    cols[3].metric("Duplicates (dropped)", f"{totals.get('duplicate_rows', 0):,}", border=True)
+    cols[4].metric("Quarantined", f"{totals.get('quarantined_rows', 0):,}", border=True)
+    if job.restarts:
+        st.caption(f"The supervisor restarted the job {job.restarts} time(s).")
+    if job.recent_batches:
+        st.plotly_chart(charts.batches_chart(job.recent_batches), key="chart_batches")
+
+
+stream_and_job()
+
+if user.is_operator:
+    job_state = context.job_status().state
+    left, right, _ = st.columns([1, 1, 4])
+    left.button("Start job", key="start_job", icon=":material/play_arrow:",
+                disabled=job_state in ("RUNNING", "STARTING", "RESTARTING"),
+                on_click=actions.request, args=("start_job", settings.job_name))
+    right.button("Stop job", key="stop_job", icon=":material/stop:", disabled=job_state in ("STOPPED", "FAILED"),
+                 on_click=actions.ask, args=("stop_job", settings.job_name,
+                                             f"Stop the streaming job `{settings.job_name}`? Records wait in the "
+                                             "stream until it runs again."))
+    actions.confirmation("job", {"stop_job"})
+
+
+@st.fragment(run_every=2)
+def crawlers() -> None:
+    st.subheader("Crawlers")
+    actions.run_pending()  # the crawler buttons rerun this fragment only
+    states = context.crawler_states()
+    table = pd.DataFrame([{
+        "crawler": c.name, "state": c.state, "last result": c.last_result or "never run",
+        "started": fmt_time(c.last_started), "finished": fmt_time(c.last_finished),
+        "duration (s)": round((c.last_finished - c.last_started).total_seconds(), 1)
+        if c.last_finished and c.last_started and c.last_finished >= c.last_started else None,
+        "what changed": c.message,
+    } for c in states])
+    st.dataframe(table, hide_index=True, width="stretch", key="table_crawlers")
+    if user.is_operator:
+        columns = st.columns(len(states))
+        for column, state in zip(columns, states, strict=True):
+            column.button(
+                f"Re-run {state.table}", key=f"crawl_{state.name}", icon=":material/refresh:",
+                disabled=state.state == "RUNNING",
+                help="Running…" if state.state == "RUNNING" else f"Start {state.name}",
+                on_click=actions.ask,
+                args=("start_crawler", state.name, f"Start crawler `{state.name}` now?"),
+            )
+        actions.confirmation("crawler", {"start_crawler"})
+
+
+crawlers()
+
+st.subheader("Lake")
+tables = context.lake_freshness()
+st.dataframe(pd.DataFrame([{
+    "table": t.table, "files": t.files, "partitions": t.partitions, "newest file": fmt_time(t.newest_file_at),
+    "catalogued": t.catalogued, "partitions not catalogued": t.uncatalogued_partitions,
+} for t in tables]), hide_index=True, width="stretch", key="table_lake")

@@ -1,0 +1,84 @@
+"""Wall display: key numbers and charts, full screen, refreshing itself unattended for days.
+
+Open it as `/?kiosk=1` (no navigation, sidebar or toolbar). Panels refresh in place with
+st.fragment(run_every=...); the views rotate with streamlit-autorefresh's counter, the one full rerun
+we want. A query that fails keeps the last good frame on screen and says so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+from streamlit_autorefresh import st_autorefresh
+
+from core import charts
+from core.health import Level
+from ui import context
+from ui.widgets import fmt_time
+
+VIEWS = ("Signal", "Coverage", "Network status")
+settings = context.settings()
+
+st.markdown(
+    "<style>[data-testid='stMetricValue']{font-size:3.2rem}[data-testid='stMetricLabel'] p{font-size:1.3rem}"
+    "</style>",
+    unsafe_allow_html=True,
+)
+rotation = st_autorefresh(interval=int(settings.rotate_seconds * 1000), key="wall_rotation") or 0
+view = VIEWS[rotation % len(VIEWS)]
+
+
+@st.fragment(run_every=settings.refresh_seconds)
+def headline() -> None:
+    kpis = context.kpis(timedelta(minutes=5))
+    chain = context.health_chain(kpis.result.as_of if kpis.result else None)
+    stale = [hop for hop in chain if hop.level is Level.RED]
+    if stale:
+        st.error("STALE: " + " · ".join(f"{hop.label}: {hop.detail}" for hop in stale), icon=":material/warning:")
+    if kpis.error:
+        st.warning(f"Showing the last good numbers: {kpis.error}")
+    row = kpis.result.frame.iloc[0] if kpis.result is not None and len(kpis.result.frame) else None
+    avg = row["avg_signal"] if row is not None else None
+    tiles = st.columns(4)
+    tiles[0].metric("Records, last 5 min", f"{int(row['records']) if row is not None else 0:,}", border=True)
+    tiles[1].metric("Avg signal (raw 0-31)", "–" if avg is None or avg != avg else f"{avg:.1f}", border=True)
+    tiles[2].metric("Operators", int(row["operators"]) if row is not None else 0, border=True)
+    tiles[3].metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
+    st.caption(f"{view} · data as of {fmt_time(kpis.result.as_of if kpis.result else None)} · "
+               f"next view in {settings.rotate_seconds:g} s")
+
+
+@st.fragment(run_every=settings.refresh_seconds)
+def view_panels() -> None:
+    since, until = context.time_window("1 h")
+    names = {
+        "Signal": ("signal_per_minute", "signal_by_operator"),
+        "Coverage": ("coverage_cells", "gps_by_provider"),
+        "Network status": ("status_by_postal_code", "signal_by_operator"),
+    }[view]
+    job = context.job_status()
+    watermark = job.last_batch.watermark if job.last_batch else None
+    for column, name in zip(st.columns(2), names, strict=True):
+        with column:
+            panel = context.query(name, since, until, slot="1 h")
+            if panel.result is None:
+                st.info(f"No data yet: {panel.error}" if panel.error else "No data yet")
+                continue
+            if panel.error:
+                st.warning(f"Last good frame from {fmt_time(panel.result.as_of)}: {panel.error}")
+            frame = panel.result.frame
+            figure = {
+                "signal_per_minute": lambda f: charts.signal_per_minute_line(f, watermark=watermark, dark=True),
+                "signal_by_operator": lambda f: charts.signal_by_operator_bar(f, dark=True),
+                "coverage_cells": lambda f: charts.coverage_map(charts.combine_cells(f), settings.grid_degrees,
+                                                                dark=True),
+                "gps_by_provider": lambda f: charts.gps_by_provider_bars(f, dark=True),
+                "status_by_postal_code": lambda f: charts.status_stacked_bar(f, top_n=12, dark=True),
+            }[name](frame)
+            figure.update_layout(height=520)
+            st.plotly_chart(figure, key=f"wall_{name}")
+
+
+headline()
+view_panels()

@@ -1,0 +1,12 @@
+"""Console tests: fresh Streamlit caches per test (the backend is cached per process)."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -1,0 +1,180 @@
+"""Every page on seeded local data (AppTest), and the interactions users rely on."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.audit import FileAuditLog
+from core.backends.local_lake import LocalLake
+from tests.conftest import PROJECT_ROOT
+from tests.pages.seed import seed
+
+PAGES = ("pages/overview.py", "pages/live_aggregations.py", "pages/pipeline_health.py", "pages/audit_log.py",
+         "pages/demo_replay.py", "pages/wall_display.py")
+
+
+def open_page(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader", "title")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def table_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """Return the first table that has this column (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_seeded_data(clean_environ: Path, page: str) -> None:
+    seed(clean_environ)
+    at = open_page(page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_overview_shows_kpis_and_the_freshness_chain(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Records"] == "2"  # the window 2 minutes ago: 1 + 1 records
+    assert metrics["Operators seen"] == "2"
+    assert metrics["Quarantined"] == "1"
+    assert metrics["Average signal (raw 0-31)"] == "15.0"  # (20 + 10) / 2
+    labels = texts(at)
+    for hop in ("Last record sent", "Stream backlog", "Streaming job", "Newest lake file", "Catalog", "Query as of"):
+        assert hop in labels
+
+
+def test_overview_without_data_points_to_replay(clean_environ: Path) -> None:
+    at = open_page()
+    assert not at.exception
+    assert "Start a replay" in texts(at)
+    assert any("demo_replay" in str(link.proto) for link in at.get("page_link"))
+
+
+def test_changing_the_time_range_changes_the_numbers(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/live_aggregations.py")
+    one_hour = table_with(at, "records")["records"].sum()
+    at.segmented_control(key="range").set_value("6 h").run()
+    six_hours = table_with(at, "records")["records"].sum()
+    assert (one_hour, six_hours) == (6, 14)  # 1 h: scales 1 + 2, twice each; 6 h adds the 3 h window (4, twice)
+
+
+def test_each_panel_offers_its_sql_and_a_csv(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/live_aggregations.py")
+    sql = [c.value for c in at.code]
+    assert any("FROM signal_strength_by_operator" in s for s in sql)
+    assert any("?" in s and "CAST(? AS TIMESTAMP)" in s for s in sql)
+    assert {b.label for b in at.get("download_button")} == {"CSV"}
+    assert len(at.get("download_button")) == 5
+    assert "Data as of" in texts(at)
+
+
+def test_viewer_sees_no_actions_and_no_operator_pages(clean_environ: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(clean_environ)
+    monkeypatch.setenv("SIGNAL_ROLE", "viewer")
+    at = open_page("pages/pipeline_health.py")
+    assert not at.exception
+    labels = [b.label for b in at.button]
+    assert not any(label.startswith(("Re-run", "Start", "Stop")) for label in labels), labels
+    with pytest.raises(Exception):  # noqa: B017 - not registered for viewers: AppTest cannot switch to it
+        open_page("pages/demo_replay.py")
+
+
+def test_a_forged_action_from_a_viewer_is_refused_and_audited(clean_environ: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(clean_environ)
+    monkeypatch.setenv("SIGNAL_ROLE", "viewer")
+    at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/pipeline_health.py")
+    at.session_state["pending_action"] = ("start_crawler", "crawler_status_count")
+    at.run()
+    assert any("Refused" in e.value for e in at.error)
+    entry = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()[0]
+    assert (entry.action, entry.target, entry.outcome, entry.role) == (
+        "start_crawler", "crawler_status_count", "refused", "viewer")
+
+
+def test_operator_reruns_a_crawler_after_confirming_and_it_is_audited(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    at.button(key="crawl_crawler_status_count").click().run()
+    assert "Start crawler `crawler_status_count` now?" in texts(at)
+    at.button(key="crawler_confirm").click().run()
+    entry = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()[0]
+    assert (entry.action, entry.target, entry.outcome, entry.role) == (
+        "start_crawler", "crawler_status_count", "ok", "operator")
+
+
+def test_crawler_button_is_disabled_while_it_runs(clean_environ: Path) -> None:
+    seed(clean_environ)
+    lock = clean_environ / "catalog" / "crawlers" / "crawler_status_count.lock"
+    lock.write_text(f"{os.getpid()} {datetime.now(UTC).isoformat()}")  # held by a live process: this one
+    at = open_page("pages/pipeline_health.py")
+    assert at.button(key="crawl_crawler_status_count").disabled
+    assert not at.button(key="crawl_crawler_coverage_grid").disabled
+
+
+def test_uploaded_csv_with_broken_lines_shows_their_line_numbers(clean_environ: Path) -> None:
+    header = "hour,lat,long,signal,network,operator,status,description,speed,satellites,precission,provider," \
+             "activity,postal_code"
+    good = "10:00:00,40.4,-3.7,17,Movistar,Movistar,0,STATE_IN_SERVICE,0,4.0,5.0,gps,STILL,28013.0"
+    data = "\n".join([header, good, good + ",extra", good, "10:00:00,40.4"]) + "\n"
+    at = open_page("pages/demo_replay.py")
+    at.radio(key="source").set_value("Upload a CSV").run()
+    at.file_uploader(key="upload").upload("messy.csv", data.encode(), "text/csv").run()
+    assert not at.exception
+    rejections = table_with(at, "reason")
+    assert rejections["line"].tolist() == [3, 5]
+    assert "expected 14 fields, found 15" in rejections["reason"].iloc[0]
+    assert {m.label: m.value for m in at.metric}["Will be sent"] == "2"
+
+
+def test_kiosk_hides_navigation_and_shows_tiles(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page(kiosk="1")
+    assert not at.exception
+    assert not list(at.sidebar.markdown)  # no sidebar content
+    assert not at.get("page_link")
+    assert len(at.metric) == 4
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_sessions_refreshing_together_cost_one_query_per_panel(clean_environ: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(clean_environ)
+    # One TTL of an hour: the five sessions below share a refresh interval (time windows are rounded to it).
+    monkeypatch.setenv("SIGNAL_REFRESH_SECONDS", "3600")
+    calls: list[str] = []
+    original = LocalLake.query
+
+    def counting(self: LocalLake, name: str, params: object = None):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        return original(self, name, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalLake, "query", counting)
+    for _ in range(5):
+        at = open_page("pages/live_aggregations.py")
+        assert not at.exception
+    per_panel = {name: calls.count(name) for name in set(calls)}
+    # Five sessions within one TTL: each panel's query ran once (the filter options add one 24 h query each).
+    assert per_panel == {"kpis": 1, "signal_by_operator": 2, "gps_by_provider": 2, "signal_per_minute": 1,
+                         "coverage_cells": 1, "status_by_postal_code": 1}

@@ -1,0 +1,80 @@
+"""Operator actions: confirmed in the UI, checked on the server, written to the audit log.
+
+Buttons only *request* an action (session state); `run_pending` performs it through core.auth.perform,
+which checks the role of the user resolved on the server for this very run. A viewer who forges a
+request (or a stale button of a demoted user) is refused and audited, whatever the page showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from core.auth import perform
+from core.errors import ConflictError, PermissionDeniedError, SignalStreamError
+from ui import context
+
+PENDING = "pending_action"
+CONFIRM = "confirm_action"
+MESSAGE = "action_message"
+
+
+def _handlers() -> dict[str, Callable[[str], Any]]:
+    backend = context.backend()
+    return {
+        "start_crawler": lambda name: backend.crawlers.start(name),
+        "start_job": lambda _name: backend.job.start(),
+        "stop_job": lambda _name: backend.job.stop(),
+        "stop_replay": lambda _name: context.replay_manager().stop(),
+    }
+
+
+def request(action: str, target: str) -> None:
+    """Ask for an action to run on the next script run (a button's on_click)."""
+    st.session_state[PENDING] = (action, target)
+    st.session_state.pop(CONFIRM, None)
+
+
+def ask(action: str, target: str, question: str) -> None:
+    """Ask the user to confirm an action before it is requested."""
+    st.session_state[CONFIRM] = (action, target, question)
+
+
+def confirmation(key: str, actions: set[str]) -> None:
+    """Draw the pending confirmation of one of these actions, if any: Confirm / Cancel."""
+    pending = st.session_state.get(CONFIRM)
+    if not pending or pending[0] not in actions:
+        return
+    action, target, question = pending
+    with st.container(border=True):
+        st.markdown(question)
+        go, cancel, _ = st.columns([1, 1, 4])
+        go.button("Confirm", type="primary", key=f"{key}_confirm", on_click=request, args=(action, target))
+        cancel.button("Cancel", key=f"{key}_cancel", on_click=lambda: st.session_state.pop(CONFIRM, None))
+
+
+def run_pending() -> None:
+    """Perform a requested action once, with the role check and the audit entry."""
+    pending = st.session_state.pop(PENDING, None)
+    if pending:
+        action, target = pending
+        handler = _handlers().get(action)
+        if handler is None:
+            st.session_state[MESSAGE] = ("error", f"Unknown action {action!r}")
+        else:
+            try:
+                perform(context.current_user(), action, target, lambda: handler(target), context.audit_log())
+                st.session_state[MESSAGE] = ("success", f"{action.replace('_', ' ')} {target}: started")
+            except PermissionDeniedError as error:
+                st.session_state[MESSAGE] = ("error", f"Refused: {error}")
+            except ConflictError as error:
+                st.session_state[MESSAGE] = ("info", str(error))
+            except SignalStreamError as error:
+                st.session_state[MESSAGE] = ("error", f"{action.replace('_', ' ')} failed: {error}")
+            context.forget_states()
+    message = st.session_state.pop(MESSAGE, None)
+    if message:
+        kind, text = message
+        {"success": st.success, "info": st.info, "error": st.error}[kind](text)

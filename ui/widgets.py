@@ -1,0 +1,63 @@
+"""Small rendering helpers shared by the pages: status badges, panel captions, query details."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from core.health import Hop, Level
+from ui.context import Panel
+
+BADGE_COLOR = {Level.GREEN: "green", Level.AMBER: "orange", Level.RED: "red", Level.GREY: "gray"}
+BADGE_TEXT = {Level.GREEN: "OK", Level.AMBER: "LATE", Level.RED: "STALE", Level.GREY: "NO DATA"}
+
+
+def fmt_time(moment: datetime | None) -> str:
+    """Return a UTC time for captions, or a dash."""
+    if moment is None:
+        return "–"
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def level_badge(level: Level, prefix: str = "") -> None:
+    """Draw a coloured badge for a health level."""
+    st.badge(f"{prefix} {BADGE_TEXT[level]}".strip(), color=BADGE_COLOR[level])  # type: ignore[arg-type]
+
+
+def freshness_chain(hops: Sequence[Hop]) -> None:
+    """Draw the freshness chain: one column per hop, producer to query."""
+    for column, hop in zip(st.columns(len(hops)), hops, strict=True):
+        with column.container(border=True):
+            st.markdown(f"**{hop.label}**")
+            level_badge(hop.level)
+            st.caption(hop.detail)
+
+
+def panel_header(panel: Panel, title: str) -> bool:
+    """Draw a panel's title and state; return False when there is nothing to draw."""
+    st.subheader(title)
+    if panel.error and panel.result is None:
+        st.info(f"No data to show: {panel.error}")
+        return False
+    if panel.error:
+        st.warning(f"Showing the last good result: the latest query failed ({panel.error})", icon=":material/history:")
+    return panel.result is not None
+
+
+def panel_footer(panel: Panel, key: str) -> None:
+    """Draw the data's as-of time, the query's details and a CSV download."""
+    result = panel.result
+    if result is None:
+        return
+    scanned = f"{result.bytes_scanned:,} bytes scanned" if result.bytes_scanned is not None else "local files"
+    left, right = st.columns([4, 1])
+    left.caption(f"Data as of {fmt_time(result.as_of)} · {len(result.frame):,} rows · {result.duration_ms:.0f} ms")
+    right.download_button("CSV", result.frame.to_csv(index=False), file_name=f"{result.name}.csv",
+                          mime="text/csv", key=f"csv_{key}", icon=":material/download:")
+    with st.expander("Query details"):
+        st.code(result.sql, language="sql")
+        st.caption(f"Parameters: {', '.join(map(str, result.params))}")
+        st.caption(f"Query id {result.query_id} · {scanned}")

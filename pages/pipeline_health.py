@@ -8,7 +8,7 @@ import streamlit as st
 from core import charts
 from core.health import Level
 from ui import actions, context
-from ui.widgets import fmt_time, level_badge
+from ui.widgets import fmt_clock, fmt_time, level_badge
 
 settings = context.settings()
 user = context.current_user()
@@ -22,13 +22,15 @@ def stream_and_job() -> None:
     st.subheader(f"Stream `{stream.name}`")
     cols = st.columns(3)
     cols[0].metric("Records waiting", f"{stream.pending_records or 0:,}", border=True)
-    cols[1].metric("Oldest waiting since", fmt_time(stream.oldest_pending_at), border=True)
-    cols[2].metric("Last record sent", fmt_time(stream.last_record_at), border=True)
+    cols[1].metric("Oldest waiting since (UTC)", fmt_clock(stream.oldest_pending_at), border=True,
+                   help=fmt_time(stream.oldest_pending_at))
+    cols[2].metric("Last record sent (UTC)", fmt_clock(stream.last_record_at), border=True,
+                   help=fmt_time(stream.last_record_at))
 
     job = context.job_status()
     st.subheader(f"Streaming job `{job.name}`")
     level = {"RUNNING": Level.GREEN, "FAILED": Level.RED, "STOPPED": Level.RED}.get(job.state, Level.AMBER)
-    level_badge(level, job.state)
+    level_badge(level, text=job.state)
     if job.error:
         st.error(f"Last error: {job.error}")
     last = job.last_batch
@@ -38,7 +40,8 @@ def stream_and_job() -> None:
     cols[1].metric("Input rows/s", f"{last.input_rows_per_second:,.0f}" if last else "–", border=True)
     cols[2].metric("Processed rows/s", f"{last.processed_rows_per_second:,.0f}" if last else "–", border=True)
     cols[3].metric("Batch duration", f"{last.duration_ms / 1000:.1f} s" if last else "–", border=True)
-    cols[4].metric("Watermark", fmt_time(last.watermark) if last else "–", border=True)
+    cols[4].metric("Watermark (UTC)", fmt_clock(last.watermark) if last else "–", border=True,
+                   help="Windows ending after the watermark are provisional: late data may still change them.")
     cols = st.columns(5)
     cols[0].metric("Input rows", f"{totals.get('input_rows', 0):,}", border=True)
     cols[1].metric("Aggregated", f"{totals.get('aggregated_rows', 0):,}", border=True)

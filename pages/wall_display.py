@@ -52,6 +52,11 @@ def headline() -> None:
 @st.fragment(run_every=settings.refresh_seconds)
 def view_panels() -> None:
     since, until = context.time_window("1 h")
+    titles = {
+        "signal_per_minute": "Signal per minute", "signal_by_operator": "Average signal by operator",
+        "coverage_cells": "Coverage", "gps_by_provider": "GPS precision and satellites",
+        "status_by_postal_code": "Network status by postal code",
+    }
     names = {
         "Signal": ("signal_per_minute", "signal_by_operator"),
         "Coverage": ("coverage_cells", "gps_by_provider"),
@@ -61,6 +66,7 @@ def view_panels() -> None:
     watermark = job.last_batch.watermark if job.last_batch else None
     for column, name in zip(st.columns(2), names, strict=True):
         with column:
+            st.markdown(f"### {titles[name]}")
             panel = context.query(name, since, until, slot="1 h")
             if panel.result is None:
                 st.info(f"No data yet: {panel.error}" if panel.error else "No data yet")

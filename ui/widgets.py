@@ -22,9 +22,20 @@ def fmt_time(moment: datetime | None) -> str:
     return aware.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def level_badge(level: Level, prefix: str = "") -> None:
-    """Draw a coloured badge for a health level."""
-    st.badge(f"{prefix} {BADGE_TEXT[level]}".strip(), color=BADGE_COLOR[level])  # type: ignore[arg-type]
+def fmt_clock(moment: datetime | None) -> str:
+    """Return a compact UTC time for tiles: HH:MM:SS today, else MM-DD HH:MM."""
+    if moment is None:
+        return "–"
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if aware.date() == datetime.now(UTC).date():
+        return aware.strftime("%H:%M:%S")
+    return aware.strftime("%m-%d %H:%M")
+
+
+def level_badge(level: Level, prefix: str = "", *, text: str | None = None) -> None:
+    """Draw a coloured badge for a health level (its OK/LATE/STALE word unless `text` is given)."""
+    label = text if text is not None else f"{prefix} {BADGE_TEXT[level]}".strip()
+    st.badge(label, color=BADGE_COLOR[level])  # type: ignore[arg-type]
 
 
 def freshness_chain(hops: Sequence[Hop]) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
-import threading
+import time
 import traceback
 from collections.abc import Sequence
 from datetime import date
@@ -18,8 +19,8 @@ from core.backends import build_backend
 from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
 from core.config import Settings
-from core.errors import InputError, SignalStreamError
-from core.replay import ReplayOptions, ReplayProgress, replay
+from core.errors import BackendError, InputError, SignalStreamError
+from core.replay import ReplayOptions, ReplayProgress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,34 +108,23 @@ def _print_replay(summary: ReplayProgress, as_json: bool) -> None:
 
 
 def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    from core.demo import ReplayManager
+
     options = ReplayOptions(rate=args.rate, limit=args.limit, loop=args.loop, time_mode=args.time_mode,
                             recorded_date=args.date)
-    stop = threading.Event()
-    result: dict[str, ReplayProgress] = {}
-
-    def work() -> None:
-        result["summary"] = replay(args.csv or settings.sample_csv, backend.stream, options, stop=stop)
-
-    errors: list[BaseException] = []
-
-    def guarded() -> None:
-        try:
-            work()
-        except BaseException as error:  # re-raised in the main thread below
-            errors.append(error)
-
-    # The replay runs in a thread so Ctrl-C sets the stop flag and still prints a summary.
-    thread = threading.Thread(target=guarded, name="replay")
-    thread.start()
+    path = args.csv or settings.sample_csv
+    # Through the console's replay manager, so CLI replays show in its history and on its time charts.
+    manager = ReplayManager(backend.stream, settings.home)
+    manager.start(path, options, started_by=f"cli:{getpass.getuser()}", source_name=Path(path).name)
     try:
-        while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:
-        stop.set()
-        thread.join()
-    if errors:
-        raise errors[0]
-    summary = result["summary"]
+        while manager.running():
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # Ctrl-C stops the replay and still prints its summary
+        manager.stop(timeout=30)
+    if manager.last_error():
+        raise BackendError(f"replay stopped: {manager.last_error()}")
+    summary = manager.current()
+    assert summary is not None
     _print_replay(summary, args.json)
     return 1 if summary.failed else 0
 
@@ -179,8 +169,6 @@ def _crawl(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def _wait_for_crawlers(backend: Backend, names: Sequence[str], timeout: float = 600.0) -> list[Any]:
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         states = [s for s in backend.crawlers.list() if s.name in names]

@@ -12,7 +12,7 @@ $PY -m core.cli replay --loop --rate "${SIGNAL_DEMO_RATE:-50}" >"$SIGNAL_HOME/ru
 replay_pid=$!
 
 cleanup() {
-  kill "$replay_pid" 2>/dev/null || true
+  kill -INT "$replay_pid" 2>/dev/null || true  # INT: the replay records its end and summary
   $PY -m core.cli job stop || true
 }
 trap cleanup EXIT

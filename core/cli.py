@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -116,10 +117,16 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     # Through the console's replay manager, so CLI replays show in its history and on its time charts.
     manager = ReplayManager(backend.stream, settings.home)
     manager.start(path, options, started_by=f"cli:{getpass.getuser()}", source_name=Path(path).name)
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # `make run` stops its background replay with SIGTERM (background jobs of a script ignore SIGINT).
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         while manager.running():
             time.sleep(0.2)
-    except KeyboardInterrupt:  # Ctrl-C stops the replay and still prints its summary
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM stops the replay and still prints its summary
         manager.stop(timeout=30)
     if manager.last_error():
         raise BackendError(f"replay stopped: {manager.last_error()}")

@@ -12,7 +12,7 @@ $PY -m core.cli replay --loop --rate "${SIGNAL_DEMO_RATE:-50}" >"$SIGNAL_HOME/ru
 replay_pid=$!
 
 cleanup() {
-  kill -INT "$replay_pid" 2>/dev/null || true  # INT: the replay records its end and summary
+  kill "$replay_pid" 2>/dev/null || true  # the replay records its end and prints its summary
   $PY -m core.cli job stop || true
 }
 trap cleanup EXIT

@@ -57,6 +57,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "(default: operator on the local backend, viewer on aws)"),
     SettingSpec("SIGNAL_OPERATORS", "operators", "", "comma-separated e-mails that get the operator role"),
     SettingSpec("SIGNAL_OPERATOR_GROUP", "operator_group", "", "OIDC group claim value that gets the operator role"),
+    SettingSpec("SIGNAL_LAKE_BUCKET", "lake_bucket", "", "aws: the S3 bucket of the lake (required with aws)"),
+    SettingSpec("SIGNAL_LAKE_PREFIX", "lake_prefix", "lake", "aws: the key prefix of the lake in the bucket"),
+    SettingSpec("SIGNAL_ATHENA_WORKGROUP", "athena_workgroup", "signal_stream",
+                "aws: Athena workgroup (enforces the result location and a bytes-scanned limit)"),
+    SettingSpec("SIGNAL_ATHENA_TIMEOUT_SECONDS", "athena_timeout_seconds", "60", "aws: give up on a query after this"),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -107,6 +112,10 @@ class Settings:
     role: str
     operators: tuple[str, ...]
     operator_group: str
+    lake_bucket: str
+    lake_prefix: str
+    athena_workgroup: str
+    athena_timeout_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -141,6 +150,9 @@ class Settings:
         if dead <= stale:
             raise ConfigError(f"SIGNAL_DEAD_AFTER_SECONDS ({dead:g}) must be greater than "
                               f"SIGNAL_STALE_AFTER_SECONDS ({stale:g})")
+        if backend == "aws" and not raw["lake_bucket"]:
+            raise ConfigError("SIGNAL_LAKE_BUCKET is required with SIGNAL_BACKEND=aws",
+                              next_step="set it to the bucket the CloudFormation stack created")
         return cls(
             backend=backend,
             home=Path(raw["home"] or ".signal_stream").expanduser(),
@@ -163,6 +175,11 @@ class Settings:
             role=role,
             operators=tuple(e.strip().lower() for e in raw["operators"].split(",") if e.strip()),
             operator_group=raw["operator_group"],
+            lake_bucket=raw["lake_bucket"],
+            lake_prefix=raw["lake_prefix"].strip("/"),
+            athena_workgroup=raw["athena_workgroup"],
+            athena_timeout_seconds=_parse_positive("SIGNAL_ATHENA_TIMEOUT_SECONDS", raw["athena_timeout_seconds"],
+                                                   float),
         )
 
     def to_env(self) -> dict[str, str]:

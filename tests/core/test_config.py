@@ -29,8 +29,8 @@ def test_every_setting_has_a_default_that_parses() -> None:
 
 
 def test_demo_mode_defaults_off_on_aws() -> None:
-    assert Settings.from_env({"SIGNAL_BACKEND": "aws"}).demo_mode is False
-    assert Settings.from_env({"SIGNAL_BACKEND": " AWS "}).backend == "aws"
+    assert Settings.from_env({"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket"}).demo_mode is False
+    assert Settings.from_env({"SIGNAL_BACKEND": " AWS ", "SIGNAL_LAKE_BUCKET": "lake-bucket"}).backend == "aws"
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_demo_mode_defaults_off_on_aws() -> None:
     [("aws", "1", True), ("aws", "yes", True), ("local", "off", False), ("local", " FALSE ", False)],
 )
 def test_demo_mode_can_be_set_either_way(backend: str, raw: str, expected: bool) -> None:
-    settings = Settings.from_env({"SIGNAL_BACKEND": backend, "SIGNAL_DEMO_MODE": raw})
+    settings = Settings.from_env({"SIGNAL_BACKEND": backend, "SIGNAL_DEMO_MODE": raw, "SIGNAL_LAKE_BUCKET": "b"})
     assert settings.demo_mode is expected
 
 
@@ -62,6 +62,7 @@ def test_conftest_points_home_at_the_test_folder(tmp_path: Path) -> None:
         ({"SIGNAL_DEMO_MODE": "maybe"}, "not a boolean"),
         ({"SIGNAL_STREAM_NAME": "  "}, "must not be empty"),
         ({"SIGNAL_FOO": "1"}, "unknown setting SIGNAL_FOO"),
+        ({"SIGNAL_BACKEND": "aws"}, "SIGNAL_LAKE_BUCKET is required"),
     ],
 )
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
@@ -88,8 +89,8 @@ def test_settings_are_frozen() -> None:
     "env",
     [
         {},
-        {"SIGNAL_BACKEND": "aws"},
-        {"SIGNAL_BACKEND": "aws", "SIGNAL_DEMO_MODE": "on", "SIGNAL_TRIGGER_SECONDS": "2.5",
+        {"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket"},
+        {"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket", "SIGNAL_DEMO_MODE": "on", "SIGNAL_TRIGGER_SECONDS": "2.5",
          "SIGNAL_WATERMARK_MINUTES": "7", "SIGNAL_GRID_DEGREES": "0.005", "SIGNAL_HOME": "/var/lib/signal",
          "SIGNAL_STREAM_NAME": "other_stream", "SIGNAL_DEMO_RATE": "12.5", "SIGNAL_SAMPLE_CSV": "x/y.csv"},
     ],

@@ -57,8 +57,7 @@ def annotations(since: datetime, until: datetime) -> list[tuple[datetime, str]]:
 def panels() -> None:
     since, until = custom or context.time_window(range_label)
     slot = range_label if custom is None else f"custom-{since.isoformat()}-{until.isoformat()}"
-    job = context.job_status()
-    watermark = job.last_batch.watermark if job.last_batch else None
+    watermark = context.watermark()
 
     left, right = st.columns(2)
     with left:

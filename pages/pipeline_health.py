@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
+from core.errors import SignalStreamError
 from core.health import Level
 from ui import actions, context
 from ui.widgets import fmt_clock, fmt_time, level_badge
@@ -18,6 +19,17 @@ actions.run_pending()
 
 @st.fragment(run_every=settings.refresh_seconds)
 def stream_and_job() -> None:
+    try:
+        stream_section()
+    except SignalStreamError as error:
+        st.error(f"The stream's state cannot be read: {error}")
+    try:
+        job_section()
+    except SignalStreamError as error:
+        st.error(f"The job's state cannot be read: {error}")
+
+
+def stream_section() -> None:
     stream = context.stream_health()
     st.subheader(f"Stream `{stream.name}`")
     cols = st.columns(3)
@@ -26,7 +38,11 @@ def stream_and_job() -> None:
                    help=fmt_time(stream.oldest_pending_at))
     cols[2].metric("Last record sent (UTC)", fmt_clock(stream.last_record_at), border=True,
                    help=fmt_time(stream.last_record_at))
+    if stream.detail:
+        st.caption(stream.detail)
 
+
+def job_section() -> None:
     job = context.job_status()
     st.subheader(f"Streaming job `{job.name}`")
     level = {"RUNNING": Level.GREEN, "FAILED": Level.RED, "STOPPED": Level.RED}.get(job.state, Level.AMBER)
@@ -57,7 +73,10 @@ def stream_and_job() -> None:
 stream_and_job()
 
 if user.is_operator:
-    job_state = context.job_status().state
+    try:
+        job_state = context.job_status().state
+    except SignalStreamError:
+        job_state = "UNKNOWN"
     left, right, _ = st.columns([1, 1, 4])
     left.button("Start job", key="start_job", icon=":material/play_arrow:",
                 disabled=job_state in ("RUNNING", "STARTING", "RESTARTING"),
@@ -73,7 +92,11 @@ if user.is_operator:
 def crawlers() -> None:
     st.subheader("Crawlers")
     actions.run_pending()  # the crawler buttons rerun this fragment only
-    states = context.crawler_states()
+    try:
+        states = context.crawler_states()
+    except SignalStreamError as error:
+        st.error(f"The crawlers' states cannot be read: {error}")
+        return
     table = pd.DataFrame([{
         "crawler": c.name, "state": c.state, "last result": c.last_result or "never run",
         "started": fmt_time(c.last_started), "finished": fmt_time(c.last_finished),
@@ -98,7 +121,11 @@ def crawlers() -> None:
 crawlers()
 
 st.subheader("Lake")
-tables = context.lake_freshness()
+try:
+    tables = context.lake_freshness()
+except SignalStreamError as error:
+    st.error(f"The lake cannot be listed: {error}")
+    st.stop()
 st.dataframe(pd.DataFrame([{
     "table": t.table, "files": t.files, "partitions": t.partitions, "newest file": fmt_time(t.newest_file_at),
     "catalogued": t.catalogued, "partitions not catalogued": t.uncatalogued_partitions,

@@ -62,8 +62,7 @@ def view_panels() -> None:
         "Coverage": ("coverage_cells", "gps_by_provider"),
         "Network status": ("status_by_postal_code", "signal_by_operator"),
     }[view]
-    job = context.job_status()
-    watermark = job.last_batch.watermark if job.last_batch else None
+    watermark = context.watermark()
     for column, name in zip(st.columns(2), names, strict=True):
         with column:
             st.markdown(f"### {titles[name]}")

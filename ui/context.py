@@ -15,10 +15,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.audit import FileAuditLog
 from core.auth import User, resolve_user
 from core.backends import build_backend
-from core.backends.base import Backend, CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
+from core.backends.base import AuditTrail, Backend, CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
 from core.config import Settings
 from core.errors import ConfigError, SignalStreamError
 
@@ -42,10 +41,9 @@ def backend() -> Backend:
     return build_backend(settings())
 
 
-@st.cache_resource
-def audit_log() -> FileAuditLog:
-    """Return the audit log of operator actions."""
-    return FileAuditLog(settings().home / "audit" / "audit.jsonl")
+def audit_log() -> AuditTrail:
+    """Return the audit log of operator actions (a file locally, S3 on AWS)."""
+    return backend().audit
 
 
 @st.cache_resource
@@ -139,6 +137,15 @@ def crawler_states() -> list[CrawlerState]:
     return backend().crawlers.list()
 
 
+def watermark() -> datetime | None:
+    """Return the job's current watermark, or None when it is unknown (or cannot be read)."""
+    try:
+        last = job_status().last_batch
+    except SignalStreamError:
+        return None
+    return last.watermark if last else None
+
+
 def forget_states() -> None:
     """Drop cached pipeline states after an operator action changed them."""
     crawler_states.clear()
@@ -146,16 +153,31 @@ def forget_states() -> None:
 
 
 def health_chain(query_as_of: datetime | None = None) -> list[Any]:
-    """Return the freshness chain from the cached pipeline states."""
-    from core.health import Thresholds, freshness_chain
+    """Return the freshness chain from the cached pipeline states; a state that cannot be read is a red hop."""
+    from core.health import Hop, Level, Thresholds, freshness_chain
 
     current = settings()
-    return freshness_chain(
-        stream_health(), job_status(), lake_freshness(), query_as_of,
+    failures: dict[str, str] = {}
+    try:
+        stream = stream_health()
+    except SignalStreamError as error:
+        stream, failures["sent"] = StreamHealth(current.stream_name, exists=False), str(error)
+    try:
+        job = job_status()
+    except SignalStreamError as error:
+        job, failures["job"] = JobStatus(current.job_name, "UNKNOWN"), str(error)
+    try:
+        tables = lake_freshness()
+    except SignalStreamError as error:
+        tables, failures["lake"] = [], str(error)
+    chain = freshness_chain(
+        stream, job, tables, query_as_of,
         now=datetime.now(UTC),
         thresholds=Thresholds(current.stale_after_seconds, current.dead_after_seconds),
         partitions_need_crawl=backend().kind == "aws",
     )
+    return [Hop(h.key, h.label, Level.RED, None, f"cannot read: {failures[h.key]}") if h.key in failures else h
+            for h in chain]
 
 
 def kpis(window: timedelta = timedelta(minutes=5)) -> Panel:

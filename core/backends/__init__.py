@@ -13,4 +13,8 @@ def build_backend(settings: Settings) -> Backend:
         from core.backends.local import build_local_backend
 
         return build_local_backend(settings)
-    raise ConfigError("SIGNAL_BACKEND=aws is not available in this build yet", next_step="use SIGNAL_BACKEND=local")
+    if settings.backend == "aws":
+        from core.backends.aws import build_aws_backend
+
+        return build_aws_backend(settings)
+    raise ConfigError(f"unknown backend {settings.backend!r}")

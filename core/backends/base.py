@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from core.audit import AuditEntry
+
 MAX_RECORDS_PER_PUT = 500
 MAX_BYTES_PER_PUT = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD = 1024 * 1024
@@ -155,6 +157,14 @@ class Lake(Protocol):
     def freshness(self) -> list[TableFreshness]: ...
 
 
+class AuditTrail(Protocol):
+    """Where operator actions are recorded (append-only)."""
+
+    def append(self, entry: AuditEntry) -> None: ...
+
+    def recent(self, limit: int = 200) -> list[AuditEntry]: ...
+
+
 @dataclass(frozen=True)
 class Backend:
     """One implementation of every capability, chosen by SIGNAL_BACKEND."""
@@ -164,3 +174,4 @@ class Backend:
     job: Job
     crawlers: Crawlers
     lake: Lake
+    audit: AuditTrail

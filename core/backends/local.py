@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.audit import FileAuditLog
 from core.backends.base import Backend
 from core.backends.local_catalog import LocalCatalog, LocalCrawlers
 from core.backends.local_job import LocalJob
@@ -21,4 +22,5 @@ def build_local_backend(settings: Settings) -> Backend:
         job=LocalJob(settings),
         crawlers=LocalCrawlers(catalog, home / "catalog" / "crawlers"),
         lake=LocalLake(catalog, lake_root),
+        audit=FileAuditLog(home / "audit" / "audit.jsonl"),
     )

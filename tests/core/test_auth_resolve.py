@@ -18,7 +18,8 @@ def alb_token(claims: dict[str, object]) -> str:
 
 def test_local_default_is_operator_and_aws_default_is_viewer() -> None:
     assert resolve_user(Settings.from_env({})).role == OPERATOR
-    assert resolve_user(Settings.from_env({"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket"})).role == VIEWER
+    aws = Settings.from_env({"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket"})
+    assert resolve_user(aws).role == VIEWER
     assert resolve_user(Settings.from_env({"SIGNAL_ROLE": "viewer"})).role == VIEWER
 
 

@@ -90,7 +90,8 @@ def test_settings_are_frozen() -> None:
     [
         {},
         {"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket"},
-        {"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket", "SIGNAL_DEMO_MODE": "on", "SIGNAL_TRIGGER_SECONDS": "2.5",
+        {"SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "lake-bucket", "SIGNAL_DEMO_MODE": "on",
+         "SIGNAL_TRIGGER_SECONDS": "2.5",
          "SIGNAL_WATERMARK_MINUTES": "7", "SIGNAL_GRID_DEGREES": "0.005", "SIGNAL_HOME": "/var/lib/signal",
          "SIGNAL_STREAM_NAME": "other_stream", "SIGNAL_DEMO_RATE": "12.5", "SIGNAL_SAMPLE_CSV": "x/y.csv"},
     ],

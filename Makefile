@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop test test-fast check clean
+.PHONY: install run stop test test-fast check clean package-job
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,6 @@ check: install  ## lint and types
 
 clean:  ## forget local data (stream, lake, catalog, checkpoints)
 	rm -rf .signal_stream
+
+package-job: install  ## the Glue job's script and modules: dist/job.py, dist/signal_stream_job.zip (--extra-py-files)
+	$(PY) -m glue_job.package --out dist

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop test test-fast check clean package-job deploy
+.PHONY: install run stop test test-fast check clean package-job deploy bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ clean:  ## forget local data (stream, lake, catalog, checkpoints)
 
 package-job: install  ## the Glue job's script and modules: dist/job.py, dist/signal_stream_job.zip (--extra-py-files)
 	$(PY) -m glue_job.package --out dist
+
+bench: install  ## every benchmark, one after the other; each appends a dated section to bench/RESULTS.md
+	$(PY) -m bench.replay
+	$(PY) -m bench.job
+	$(PY) -m bench.freshness
+	$(PY) -m bench.console
 
 deploy: install  ## package the job, deploy the CloudFormation stack, upload the job (see infra/README.md)
 	bash infra/deploy.sh

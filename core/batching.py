@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.backends.base import (
     MAX_BYTES_PER_PUT,
@@ -21,9 +21,11 @@ from core.backends.base import (
     PutResult,
 )
 
+# One encoder for every record: json.dumps with non-default options builds a new encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
-@dataclass(frozen=True)
-class Entry:
+
+class Entry(NamedTuple):
     """One record ready to send: its JSON bytes and partition key."""
 
     record: Mapping[str, Any]
@@ -47,7 +49,7 @@ class EntryError:
 
 def encode(record: Mapping[str, Any]) -> Entry:
     """Return the entry for a record: compact UTF-8 JSON, keyed by record_id when it has one."""
-    data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    data = _COMPACT_JSON.encode(record).encode()
     key = str(record.get("record_id") or hashlib.md5(data, usedforsecurity=False).hexdigest())
     return Entry(record=record, data=data, partition_key=key[:256])
 

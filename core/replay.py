@@ -8,6 +8,7 @@ stream's error; nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import re
 import threading
 import time
 import uuid
@@ -178,15 +179,25 @@ def _rows(handle: Any, reader: Any) -> Generator[tuple[int, dict[str, str]] | Re
             if len(row) != width:
                 yield Rejection(line, f"expected {width} fields, found {len(row)}")
                 continue
-            try:
-                "".join(row).encode()
-            except UnicodeEncodeError:
-                yield Rejection(line, "not valid UTF-8")
-                continue
+            text = "".join(row)
+            if not text.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    yield Rejection(line, "not valid UTF-8")
+                    continue
             yield line, dict(zip(R.SOURCE_FIELDS, row, strict=True))
 
 
+# Blank or a plain decimal without exponent in every numeric field: nothing nulled. One match per row
+# instead of six parse_number calls; at most 300 integer digits, so float() cannot overflow to inf.
+_FAST_NUMBER = r"(?:[+-]?[0-9]{1,300}(?:\.[0-9]*)?)?"
+_ALL_NUMBERS_OR_BLANK = re.compile(",".join([_FAST_NUMBER] * len(R.NUMERIC_FIELDS))).fullmatch
+
+
 def _nulled_fields(fields: dict[str, str]) -> list[str]:
+    if _ALL_NUMBERS_OR_BLANK(",".join([fields[f] for f in R.NUMERIC_FIELDS])):
+        return []
     return [f for f in R.NUMERIC_FIELDS if fields[f].strip() and R.parse_number(fields[f]) is None]
 
 
@@ -302,6 +313,7 @@ def replay(
             due = started + (state.sent + state.failed) / options.rate
             stop.wait(max(0.0, due - time.monotonic()))
 
+    recorded = options.time_mode == "recorded"
     batch: list[dict[str, Any]] = []
     limit_reached = options.limit == 0
     try:
@@ -316,21 +328,20 @@ def replay(
                     limit_reached = True
                     break
                 state.rows_read += 1
-                if not isinstance(item, Rejection):
-                    line, fields = item
-                    item = _row_rejection(line, fields, options.time_mode, on) or item
+                if recorded and not isinstance(item, Rejection):
+                    item = _row_rejection(item[0], item[1], options.time_mode, on) or item
                 if isinstance(item, Rejection):
                     state.rejected += 1
                     if state.passes == 1 and len(state.rejections) < MAX_REJECTION_DETAILS:
                         state.rejections.append(item)
                     continue
-                if state.passes == 1:
-                    nulled.update(_nulled_fields(fields))
-                record: dict[str, Any] = dict(fields)
+                line, record = item  # a fresh dict per row: extended in place, not copied
+                if state.passes == 1 and (nulled_fields := _nulled_fields(record)):
+                    nulled.update(nulled_fields)
                 record["record_id"] = f"{state.replay_id}:{state.passes}:{line}"
                 record["replay_id"] = state.replay_id
-                if options.time_mode == "recorded":
-                    event_time = _recorded_event_time(fields["hour"], on)
+                if recorded:
+                    event_time = _recorded_event_time(record["hour"], on)
                     assert event_time is not None  # rows without one were rejected above
                     record["event_time"] = iso_utc(event_time)
                 batch.append(record)

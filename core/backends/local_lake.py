@@ -64,9 +64,11 @@ class LocalLake:
                 )
         for name, table in catalogued.items():
             pattern = str(self.lake_root / table["location"] / "dt=*" / "hr=*" / "*.parquet")
+            # Every file of a table has the schema of core/lake_layout.py, so no union_by_name: it would
+            # read every file's footer before each query (twice the time on a day of 20 s batches).
             connection.execute(
                 f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(pattern)}, "
-                "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR}, union_by_name = true)"
+                "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
             )
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:

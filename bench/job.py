@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, generate the stream, alternate the runs, report."""
     parser = argparse.ArgumentParser(prog="python -m bench.job", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="records in the stream (default 1,000,000)")
-    # 2 runs, not 3: 1M records x 2 designs x 3 runs takes over 12 minutes on 2 cores.
+    # 2 runs, not 3: 1M records x 2 designs x 3 runs takes 10-13 minutes on 2 cores.
     parser.add_argument("--runs", type=int, default=2, help="runs of each design, alternated (default 2)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the generated records")
     parser.add_argument("--no-record", action="store_true", help="print the figures; do not append to RESULTS.md")

@@ -89,8 +89,10 @@ class PeakRss:
 def record(name: str, figures: dict[str, Any], *, notes: Iterable[str] = (), command: str | None = None) -> None:
     """Print the figures as JSON and append a dated section to bench/RESULTS.md."""
     command = command or "python -m bench." + name + " " + " ".join(sys.argv[1:])
-    document: dict[str, Any] = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
-                "machine": machine(), "figures": figures, "notes": list(notes)}
+    document: dict[str, Any] = {
+        "benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
+        "machine": machine(), "figures": figures, "notes": list(notes),
+    }
     print(json.dumps(document, indent=1, default=str))
     lines = [
         f"## {name}: {document['when']}",

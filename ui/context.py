@@ -81,11 +81,16 @@ def _ttl() -> int:
         return 20
 
 
+def _until(now: datetime | None = None) -> datetime:
+    # Rounded up to the refresh interval: every session in the same interval asks the same query.
+    step = _ttl()
+    moment = now or datetime.now(UTC)
+    return datetime.fromtimestamp((int(moment.timestamp()) // step + 1) * step, UTC)
+
+
 def time_window(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     """Return (since, until) for a preset range, `until` rounded up to the refresh interval."""
-    now = now or datetime.now(UTC)
-    step = _ttl()
-    until = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    until = _until(now)
     return until - RANGES[label], until
 
 
@@ -182,7 +187,5 @@ def health_chain(query_as_of: datetime | None = None) -> list[Any]:
 
 def kpis(window: timedelta = timedelta(minutes=5)) -> Panel:
     """Return the headline numbers over the last `window` (records, signal, operators, quarantined)."""
-    now = datetime.now(UTC)
-    step = _ttl()
-    until = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    until = _until()
     return query("kpis", until - window, until, slot=f"kpis-{window.total_seconds():.0f}")

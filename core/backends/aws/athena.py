@@ -28,10 +28,10 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core import queries
+from core.backends.aws.clients import new_client
 from core.backends.aws.errors import aws_errors, translate
 from core.backends.base import QueryResult, TableFreshness
 from core.errors import (
@@ -47,7 +47,6 @@ from core.lake_layout import TABLES, TABLES_BY_NAME
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 MAX_POLL_SECONDS = 1.0
 CRAWL_STEP = "run the crawlers once data has arrived: python -m core.cli crawl"
@@ -99,8 +98,7 @@ class AthenaLake:
     def _client(self, service: str) -> Any:
         with self._lock:
             if self._clients.get(service) is None:
-                with aws_errors(f"connect to {service}"):
-                    self._clients[service] = self.session.client(service, config=CLIENT_CONFIG)
+                self._clients[service] = new_client(self.session, service)
             return self._clients[service]
 
     # -- queries ----------------------------------------------------------------------------------

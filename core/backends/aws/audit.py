@@ -20,11 +20,13 @@ import boto3
 from botocore.config import Config
 
 from core.audit import AuditEntry
+from core.backends.aws.clients import CLIENT_CONFIG, new_client
 from core.backends.aws.errors import aws_errors
 from core.errors import BackendError
 
 AUDIT_PREFIX = "_audit"
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=16)
+# recent() reads up to READERS objects at once: room for them in the connection pool.
+POOLED_CONFIG = CLIENT_CONFIG.merge(Config(max_pool_connections=16))
 READERS = 8  # objects read at once by recent()
 
 
@@ -42,8 +44,7 @@ class S3AuditLog:
     def s3(self) -> Any:
         """Return the S3 client, created from the session on first use."""
         if self._s3 is None:
-            with aws_errors("connect to S3"):
-                self._s3 = self.session.client("s3", config=CLIENT_CONFIG)
+            self._s3 = new_client(self.session, "s3", config=POOLED_CONFIG)
         return self._s3
 
     def append(self, entry: AuditEntry) -> None:

@@ -14,16 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from core.backends.aws.clients import new_client
 from core.backends.aws.errors import aws_errors
 from core.backends.base import CrawlerState, JobStatus
 from core.backends.job_status import job_status_from_document
 from core.errors import BackendError, ConflictError, NotFoundError
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
-
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 # Glue JobRunState -> JobStatus.state. STOPPING still holds the run (a start now would be a second
 # run), so it shows as RUNNING; WAITING is a run queued for capacity.
@@ -75,16 +73,14 @@ class GlueJob:
     def glue(self) -> Any:
         """Return the Glue client, created from the session on first use."""
         if self._glue is None:
-            with aws_errors("connect to Glue"):
-                self._glue = self.session.client("glue", config=CLIENT_CONFIG)
+            self._glue = new_client(self.session, "glue")
         return self._glue
 
     @property
     def s3(self) -> Any:
         """Return the S3 client, created from the session on first use."""
         if self._s3 is None:
-            with aws_errors("connect to S3"):
-                self._s3 = self.session.client("s3", config=CLIENT_CONFIG)
+            self._s3 = new_client(self.session, "s3")
         return self._s3
 
     def _runs(self, max_results: int) -> list[dict[str, Any]]:
@@ -164,8 +160,7 @@ class GlueCrawlers:
     def glue(self) -> Any:
         """Return the Glue client, created from the session on first use."""
         if self._glue is None:
-            with aws_errors("connect to Glue"):
-                self._glue = self.session.client("glue", config=CLIENT_CONFIG)
+            self._glue = new_client(self.session, "glue")
         return self._glue
 
     def _check_known(self, name: str) -> None:

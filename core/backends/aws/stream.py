@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from core.backends.aws.clients import new_client
 from core.backends.aws.errors import THROTTLED, aws_errors
 from core.backends.base import PutResult, StreamHealth
 from core.batching import Entry, EntryError, put_with_retries
@@ -29,7 +29,6 @@ THROTTLED_CALL_CODES = frozenset(THROTTLED | RETRYABLE_ENTRY_CODES)
 METRICS_MINUTES = 10
 METRICS_PERIOD_SECONDS = 60
 # botocore's own retries stay short: core.batching does the backoff and reports what failed.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
 def _error_code(error: ClientError) -> str:
@@ -64,18 +63,14 @@ class KinesisStream:
     def kinesis(self) -> Any:
         """Return the Kinesis client, created from the session on first use."""
         if self._kinesis is None:
-            with aws_errors("connect to Kinesis"):
-                self._kinesis = self.session.client("kinesis", endpoint_url=self._endpoint_url,
-                                                    config=CLIENT_CONFIG)
+            self._kinesis = new_client(self.session, "kinesis", endpoint_url=self._endpoint_url)
         return self._kinesis
 
     @property
     def cloudwatch(self) -> Any:
         """Return the CloudWatch client, created from the session on first use."""
         if self._cloudwatch is None:
-            with aws_errors("connect to CloudWatch"):
-                self._cloudwatch = self.session.client("cloudwatch", endpoint_url=self._endpoint_url,
-                                                       config=CLIENT_CONFIG)
+            self._cloudwatch = new_client(self.session, "cloudwatch", endpoint_url=self._endpoint_url)
         return self._cloudwatch
 
     def _send(self, entries: list[Entry]) -> list[EntryError | None]:

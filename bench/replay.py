@@ -39,7 +39,8 @@ import moto
 from moto.server import ThreadedMotoServer
 
 from bench.common import record, stats, timed
-from core.backends.aws.stream import CLIENT_CONFIG, KinesisStream
+from core.backends.aws.clients import CLIENT_CONFIG
+from core.backends.aws.stream import KinesisStream
 from core.backends.local_stream import LocalStream
 from core.replay import ReplayOptions, replay
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import InputError, NotFoundError
 
-TIME_RANGE = ("dt_from", "dt_to", "since", "until")
+# Partition bounds first (dt, then dt/hr of the first and last hour), then the time bounds.
+TIME_RANGE = ("dt_from", "dt_to", "dt_from", "hr_from", "dt_to", "hr_to", "since", "until")
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
@@ -29,10 +30,15 @@ class NamedQuery:
     parameters: tuple[str, ...] = TIME_RANGE
 
 
+# Rows sit in the dt/hr partition of their time column, so these bounds only skip partitions the
+# time bounds would leave out anyway; DuckDB and Athena prune files and partitions on them.
+PARTITION_BOUNDS = "dt BETWEEN ? AND ?\n  AND (dt > ? OR hr >= ?) AND (dt < ? OR hr <= ?)\n"
+
+
 def _windowed(select: str, table: str, tail: str, time_column: str = "window_start") -> str:
     return (
         f"{select}\nFROM {table}\n"
-        f"WHERE dt BETWEEN ? AND ?\n"
+        f"WHERE {PARTITION_BOUNDS}"
         f"  AND {time_column} >= CAST(? AS TIMESTAMP) AND {time_column} < CAST(? AS TIMESTAMP)\n"
         f"{tail}"
     )
@@ -154,6 +160,11 @@ def parse_time(value: Any, name: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _to_millis(moment: datetime) -> datetime:
+    # The SQL compares at millisecond precision: the partition bounds follow the values it is given.
+    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def _sql_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -169,10 +180,16 @@ def bind(name: str, values: Mapping[str, Any] | None = None) -> tuple[NamedQuery
     until = parse_time(values["until"], "until") if values.get("until") is not None else LATEST
     if until <= since:
         raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
-    # dt bounds let Athena prune partitions; the time bounds decide which rows count.
+    # Partition bounds let DuckDB and Athena skip files; the time bounds decide which rows count. The
+    # last partition is the one of the last instant before `until` (excluded): an `until` on the hour
+    # does not read the next hour.
+    first, end = _to_millis(since), _to_millis(until)
+    last = end - timedelta(microseconds=1) if end > first else first  # an empty range reads one partition
     bound = {
-        "dt_from": since.strftime("%Y-%m-%d"),
-        "dt_to": until.strftime("%Y-%m-%d"),
+        "dt_from": first.strftime("%Y-%m-%d"),
+        "hr_from": first.strftime("%H"),
+        "dt_to": last.strftime("%Y-%m-%d"),
+        "hr_to": last.strftime("%H"),
         "since": _sql_time(since),
         "until": _sql_time(until),
     }

@@ -33,12 +33,35 @@ def test_query_text_has_no_formatting_leftovers(name: str) -> None:
 
 def test_bind_gives_dates_and_utc_times_in_parameter_order() -> None:
     _, params = Q.bind("signal_by_operator", {"since": "2026-03-01T23:30:00Z", "until": "2026-03-02T00:30:00Z"})
-    assert params == ("2026-03-01", "2026-03-02", "2026-03-01 23:30:00.000", "2026-03-02 00:30:00.000")
+    assert params == ("2026-03-01", "2026-03-02", "2026-03-01", "23", "2026-03-02", "00",
+                      "2026-03-01 23:30:00.000", "2026-03-02 00:30:00.000")
 
 
 def test_bind_without_times_covers_everything() -> None:
     _, params = Q.bind("quarantine_counts")
-    assert params == ("1970-01-01", "9999-12-31", "1970-01-01 00:00:00.000", "9999-12-31 23:59:59.000")
+    assert params == ("1970-01-01", "9999-12-31", "1970-01-01", "00", "9999-12-31", "23",
+                      "1970-01-01 00:00:00.000", "9999-12-31 23:59:59.000")
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "bounds"),
+    [
+        # until is excluded: on the hour it ends the previous hour's partition, on midnight the previous day's.
+        ("2026-03-01T10:00", "2026-03-01T11:00", ("2026-03-01", "2026-03-01", "2026-03-01", "10", "2026-03-01", "10")),
+        ("2026-03-01T23:00", "2026-03-02T00:00", ("2026-03-01", "2026-03-01", "2026-03-01", "23", "2026-03-01", "23")),
+        # one millisecond past the hour reads that hour; the last millisecond of an hour stays in it.
+        ("2026-03-01T10:00", "2026-03-01T11:00:00.001",
+         ("2026-03-01", "2026-03-01", "2026-03-01", "10", "2026-03-01", "11")),
+        ("2026-03-01T10:59:59.999", "2026-03-02T00:00:00.001",
+         ("2026-03-01", "2026-03-02", "2026-03-01", "10", "2026-03-02", "00")),
+        # the SQL compares milliseconds: a microsecond past the hour is the hour itself, as the SQL reads it.
+        ("2026-03-01T10:00", "2026-03-01T11:00:00.000900",
+         ("2026-03-01", "2026-03-01", "2026-03-01", "10", "2026-03-01", "10")),
+    ],
+)
+def test_partition_bounds_at_hour_and_day_boundaries(since: str, until: str, bounds: tuple[str, ...]) -> None:
+    _, params = Q.bind("signal_by_operator", {"since": since, "until": until})
+    assert params[:6] == bounds
 
 
 @pytest.mark.parametrize(
@@ -96,8 +119,8 @@ def test_parse_time_treats_naive_times_as_utc(value: Any, expected: datetime) ->
 
 def test_an_offset_that_crosses_midnight_moves_the_date_bound() -> None:
     _, params = Q.bind("signal_by_operator", {"since": "2026-03-02T01:00:00+02:00", "until": "2026-03-02T03:00"})
-    assert params[0] == "2026-03-01"
-    assert params[2] == "2026-03-01 23:00:00.000"
+    assert params[:4] == ("2026-03-01", "2026-03-02", "2026-03-01", "23")
+    assert params[6] == "2026-03-01 23:00:00.000"
 
 
 # --- results on DuckDB -----------------------------------------------------------------------------
@@ -254,3 +277,71 @@ def test_whole_range_includes_every_row(lake: duckdb.DuckDBPyConnection) -> None
     query, params = Q.bind("quarantine_counts")
     rows = lake.execute(query.sql, list(params)).fetchall()
     assert {reason: count for reason, count, _ in rows} == {"malformed JSON": 3, "empty payload": 2}
+
+
+# --- partition bounds: the same rows as the time bounds alone --------------------------------------
+
+BOUNDARY_TIMES = ("2026-03-01 22:59:59.999", "2026-03-01 23:00:00", "2026-03-01 23:00:00.001",
+                  "2026-03-01 23:59:59.999", "2026-03-02 00:00:00", "2026-03-02 00:00:00.001",
+                  "2026-03-02 00:59:59.999", "2026-03-02 01:00:00", "2026-03-02 01:30:00")
+RANGE_EDGES = ("2026-03-01T22:30", "2026-03-01T23:00", "2026-03-01T23:59:59.999", "2026-03-02T00:00",
+               "2026-03-02T00:00:00.001", "2026-03-02T00:30", "2026-03-02T01:00", "2026-03-02T02:00")
+
+
+@pytest.fixture
+def straddling() -> Iterator[duckdb.DuckDBPyConnection]:
+    """Every table with rows on, just before and just after hour and day boundaries, partitioned as the job does."""
+    con = duckdb.connect()
+    times = ", ".join(f"(TIMESTAMP '{t}', {i})" for i, t in enumerate(BOUNDARY_TIMES))
+    con.execute(f"CREATE TABLE instants AS SELECT * FROM (VALUES {times}) AS t(moment, i)")
+    window = "date_trunc('minute', moment)"
+    aggregates = {
+        "signal_strength_by_operator": "CASE WHEN i % 2 = 0 THEN 'Movistar' ELSE 'Yoigo' END AS operator, "
+        "'net' AS network, CAST(i * 3 AS DOUBLE) AS signal_sum, CAST(i + 1 AS BIGINT) AS signal_count, "
+        "CAST(i AS DOUBLE) AS signal_min, CAST(i * 2 AS DOUBLE) AS signal_max",
+        "gps_precision_by_provider": "'gps' AS provider, CAST(i AS DOUBLE) AS precision_sum, "
+        "CAST(i + 1 AS BIGINT) AS precision_count, CAST(i AS DOUBLE) AS satellites_sum, "
+        "CAST(1 AS BIGINT) AS satellites_count",
+        "status_count": "'28047' AS postal_code, CAST(i % 3 AS VARCHAR) AS status, 'S' AS description, "
+        "CAST(i + 1 AS BIGINT) AS record_count",
+        "coverage_grid": "40.41 AS lat_cell, -3.71 AS lon_cell, 'Movistar' AS operator, "
+        "CAST(i AS DOUBLE) AS signal_sum, CAST(i + 1 AS BIGINT) AS signal_count, CAST(i + 2 AS BIGINT) AS record_count",
+    }
+    for table, columns in aggregates.items():
+        con.execute(f"""
+            CREATE TABLE {table} AS
+            SELECT {window} AS window_start, {window} + INTERVAL 1 MINUTE AS window_end, {columns},
+                   CAST(i AS BIGINT) AS batch_id,
+                   strftime({window}, '%Y-%m-%d') AS dt, strftime({window}, '%H') AS hr
+            FROM instants
+        """)
+    con.execute("""
+        CREATE TABLE quarantine AS
+        SELECT moment AS arrival_time, CAST(i AS VARCHAR) AS stream_seq,
+               CASE WHEN i % 2 = 0 THEN 'malformed JSON' ELSE 'empty payload' END AS reason,
+               '' AS raw_payload, CAST(i AS BIGINT) AS batch_id,
+               strftime(moment, '%Y-%m-%d') AS dt, strftime(moment, '%H') AS hr
+        FROM instants
+    """)
+    yield con
+    con.close()
+
+
+def _without_partition_bounds(query: Q.NamedQuery, params: tuple[Any, ...]) -> tuple[str, list[Any]]:
+    sql = query.sql.replace(Q.PARTITION_BOUNDS, "TRUE\n")
+    assert "dt" not in sql.replace("dt_", "")
+    return sql, [v for name, v in zip(query.parameters, params, strict=True) if name in ("since", "until")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_partition_bounds_select_the_rows_of_the_time_bounds(straddling: duckdb.DuckDBPyConnection,
+                                                             name: str) -> None:
+    compared = 0
+    for i, since in enumerate(RANGE_EDGES):
+        for until in RANGE_EDGES[i + 1:]:
+            query, params = Q.bind(name, {"since": since, "until": until})
+            unbounded_sql, unbounded_params = _without_partition_bounds(query, params)
+            bounded = straddling.execute(query.sql, list(params)).fetchall()
+            assert bounded == straddling.execute(unbounded_sql, unbounded_params).fetchall(), (since, until)
+            compared += bool(bounded and bounded != [(0, None, 0, 0)])
+    assert compared > 10  # most ranges hold rows: the comparison is not between empty answers

@@ -115,10 +115,13 @@ def test_query_sends_the_named_sql_with_quoted_parameters_and_returns_the_result
     assert list(result.frame.columns) == [name for name, _ in SIGNAL_COLUMNS]
     execution = athena_backend().executions[result.query_id]
     assert execution.query == QUERIES["signal_by_operator"].sql == result.sql
-    assert execution.query.count("?") == 4
+    assert execution.query.count("?") == 8
+    # Partition bounds (days, then first and last hour: until 11:00 is excluded, so hour 10) and times.
     assert execution.execution_parameters == [
-        "'2026-11-28'", "'2026-11-28'", "'2026-11-28 10:00:00.000'", "'2026-11-28 11:00:00.000'"]
-    assert result.params == ("2026-11-28", "2026-11-28", "2026-11-28 10:00:00.000", "2026-11-28 11:00:00.000")
+        "'2026-11-28'", "'2026-11-28'", "'2026-11-28'", "'10'", "'2026-11-28'", "'10'",
+        "'2026-11-28 10:00:00.000'", "'2026-11-28 11:00:00.000'"]
+    assert result.params == ("2026-11-28", "2026-11-28", "2026-11-28", "10", "2026-11-28", "10",
+                             "2026-11-28 10:00:00.000", "2026-11-28 11:00:00.000")
     assert execution.workgroup.name == WORKGROUP
     assert execution.context == {"Database": DATABASE}
     assert sent["ResultReuseConfiguration"] == {"ResultReuseByAgeConfiguration": {"Enabled": True,

@@ -5,10 +5,17 @@ Same relative layout locally (under $SIGNAL_HOME/lake) and on S3 (under the lake
     aggregations/<table>/dt=YYYY-MM-DD/hr=HH/batch-<batch_id>.snappy.parquet
     quarantine/dt=YYYY-MM-DD/hr=HH/batch-<batch_id>.snappy.parquet
     checkpoints/      _job/status.json
+
+Locally, closed partitions are compacted (glue_job/compaction.py): their batch files are merged into
+`compacted-<max_batch_id>.snappy.parquet`. A partition's live files, the ones readers read, are the
+newest compacted file and the batch files newer than it (`live_file_names`): every other data file
+is already inside that compacted file, so reading it too would count its rows twice.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -98,3 +105,50 @@ def batch_file_name(batch_id: int) -> str:
 def partition_path(table: TableSpec, dt: str, hr: str) -> str:
     """Return the relative folder of one dt/hr partition of a table."""
     return f"{table.prefix}/dt={dt}/hr={hr}"
+
+
+def compacted_file_name(batch_id: int) -> str:
+    """Return the name of a partition's compacted file holding every batch up to `batch_id`."""
+    return f"compacted-{batch_id}.snappy.parquet"
+
+
+BATCH = "batch"
+COMPACTED = "compacted"
+_DATA_FILE = re.compile(r"(batch|compacted)-(0|[1-9][0-9]*)\.snappy\.parquet")
+
+
+@dataclass(frozen=True, order=True)
+class DataFileName:
+    """A data file of a partition, from its name: `batch` or `compacted`, and its batch id."""
+
+    batch_id: int
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """Return the file name."""
+        return batch_file_name(self.batch_id) if self.kind == BATCH else compacted_file_name(self.batch_id)
+
+
+def parse_data_file_name(name: str) -> DataFileName | None:
+    """Return what a file name says (kind and batch id), or None when it is not a data file of the layout.
+
+    Hidden files (`.batch-1.snappy.parquet.1a2b3c4d.tmp`, a write in progress) are not data files.
+    """
+    match = _DATA_FILE.fullmatch(name)
+    return DataFileName(int(match.group(2)), match.group(1)) if match else None
+
+
+def live_file_names(names: Iterable[str]) -> list[str]:
+    """Return the files of one partition that readers read, in batch order.
+
+    The newest compacted file holds the rows of every batch up to its id, so batch files (and older
+    compacted files) up to that id are covered: they are left for compaction to delete. Files whose
+    names are not of the layout are never data.
+    """
+    parsed = [f for f in (parse_data_file_name(n) for n in names) if f is not None]
+    compacted = max((f.batch_id for f in parsed if f.kind == COMPACTED), default=None)
+    if compacted is None:
+        return [f.name for f in sorted(parsed)]
+    newer = sorted(f for f in parsed if f.kind == BATCH and f.batch_id > compacted)
+    return [compacted_file_name(compacted), *(f.name for f in newer)]

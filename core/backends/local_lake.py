@@ -1,17 +1,19 @@
-"""SQL over the local lake with DuckDB: views over the catalogued tables' Parquet folders.
+"""SQL over the local lake with DuckDB: views over the catalogued tables' live Parquet files.
 
 One DuckDB connection per process and one cursor per query (a connection refuses concurrent
-calls). Views glob each table's folder at query time, so new files and partitions of a catalogued
-table are visible without a crawl; a table the catalog does not know is not.
+calls). Each query lists its tables' live files (core.lake_layout.live_file_names: a partition's
+newest compacted file and the batch files after it) and reads exactly those through views of its
+own cursor, so new files and partitions of a catalogued table are visible without a crawl, a
+compaction never makes a query count a row twice, and concurrent queries do not share file lists.
+A table the catalog does not know reads as empty.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,19 @@ import duckdb
 from core import queries
 from core.backends.base import QueryResult, TableFreshness
 from core.backends.local_catalog import LocalCatalog, partitions_on_disk, sql_type
+from core.backends.local_files import LiveFiles, Partition
 from core.errors import NotFoundError, QueryError
 from core.lake_layout import TABLES, TABLES_BY_NAME
 
 
 def _sql_string(text: str) -> str:
-    # DDL cannot take bound parameters; the only literal here is a path from settings, escaped.
+    # DDL cannot take bound parameters; the only literals here are paths under the lake root, escaped.
     return "'" + text.replace("'", "''") + "'"
+
+
+# A compaction may delete a listed file between the listing and the read: the query is run again on
+# a new listing (the compacted file that replaced it is then listed), at most this many times.
+ATTEMPTS = 3
 
 
 class LocalLake:
@@ -36,39 +44,58 @@ class LocalLake:
     def __init__(self, catalog: LocalCatalog, lake_root: Path) -> None:
         self.catalog = catalog
         self.lake_root = lake_root
+        self.live_files = LiveFiles()
         self._connection: duckdb.DuckDBPyConnection | None = None
-        self._views_version: float | None = None
         self._lock = threading.Lock()
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._connection is None:
                 self._connection = duckdb.connect(":memory:")
-            version = self.catalog.version()
-            if version != self._views_version:
-                self._create_views(self._connection)
-                self._views_version = version
+                self._create_empty_views(self._connection)
             return self._connection.cursor()
 
-    def _create_views(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: Iterable[str], listed: list[Path]) -> None:
+        """Point the tables' names, in this cursor, at their live files now; add the files to `listed`.
+
+        The views are TEMP views: they belong to this cursor alone and hide the connection's empty
+        views of the same names. A table the catalog does not know, or one without files, keeps the
+        empty view.
+        """
         catalogued = self.catalog.tables()
-        for spec in TABLES:
-            if spec.name not in catalogued:
-                # A known table with no data yet reads as empty, with its columns, rather than failing.
-                columns = ", ".join(
-                    f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in spec.schema
-                )
-                connection.execute(
-                    f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {columns}, "
-                    "CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
-                )
-        for name, table in catalogued.items():
-            pattern = str(self.lake_root / table["location"] / "dt=*" / "hr=*" / "*.parquet")
+        for name in tables:
+            if name not in catalogued:
+                continue
+            files = self.live_files.files(self.lake_root / catalogued[name]["location"])
+            if not files:
+                continue
+            listed += files
             # Every file of a table has the schema of core/lake_layout.py, so no union_by_name: it would
-            # read every file's footer before each query (twice the time on a day of 20 s batches).
-            connection.execute(
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(pattern)}, "
+            # read every file's footer before each query.
+            paths = ", ".join(_sql_string(str(f)) for f in files)
+            cursor.execute(
+                f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{paths}], "
                 "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
+            )
+
+    def _cursor(self, tables: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """Return a cursor whose views read the tables' (default: every table's) live files now."""
+        cursor = self._new_cursor()
+        try:
+            self._create_views(cursor, [t.name for t in TABLES] if tables is None else tables, [])
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+    @staticmethod
+    def _create_empty_views(connection: duckdb.DuckDBPyConnection) -> None:
+        # A known table with no data yet reads as empty, with its columns, rather than failing.
+        for spec in TABLES:
+            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in spec.schema)
+            connection.execute(
+                f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {columns}, "
+                "CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
             )
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -82,13 +109,19 @@ class LocalLake:
                                 next_step="run the crawlers once data has arrived: python -m core.cli crawl")
         as_of = self._as_of(query.tables)
         started = time.perf_counter()
-        cursor = self._cursor()
-        try:
-            frame = cursor.execute(query.sql, list(values)).df()
-        except duckdb.Error as error:
-            raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
-        finally:
-            cursor.close()
+        for attempt in range(1, ATTEMPTS + 1):
+            cursor = self._new_cursor()
+            listed: list[Path] = []
+            try:
+                self._create_views(cursor, query.tables, listed)
+                frame = cursor.execute(query.sql, list(values)).df()
+                break
+            except duckdb.Error as error:
+                if attempt < ATTEMPTS and any(not f.exists() for f in listed):
+                    continue  # a compaction replaced files since they were listed: list them again
+                raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
+            finally:
+                cursor.close()
         return QueryResult(
             name=name,
             frame=frame,
@@ -105,34 +138,32 @@ class LocalLake:
         known = [n for n in newest if n is not None]
         return min(known) if known else None
 
-    @staticmethod
-    def _newest_file_at(folder: Path) -> datetime | None:
+    def _newest_file_at(self, folder: Path, partitions: list[Partition] | None = None) -> datetime | None:
         # Late data lands at most one watermark behind, so the two newest partitions hold the newest file.
+        # Compaction keeps the newest mtime of the files it merged, so it does not move this time.
         newest = 0.0
-        for partition in partitions_on_disk(folder)[-2:]:
-            for entry in os.scandir(folder / partition):
-                if entry.name.endswith(".parquet") and not entry.name.startswith("."):
-                    newest = max(newest, entry.stat().st_mtime)
+        for partition in (self.live_files.partitions(folder) if partitions is None else partitions)[-2:]:
+            for path in partition.paths:
+                try:
+                    newest = max(newest, path.stat().st_mtime)
+                except FileNotFoundError:
+                    continue  # covered by a compaction since it was listed: its rows are in a newer file
         return datetime.fromtimestamp(newest, UTC) if newest else None
 
     def freshness(self) -> list[TableFreshness]:
-        """Return every table's newest file, size on disk and catalog coverage."""
+        """Return every table's newest file, live files and partitions, and catalog coverage."""
         catalogued = self.catalog.tables()
         result = []
         for table in TABLES:
             folder = self.lake_root / table.prefix
-            partitions = partitions_on_disk(folder)
-            files = sum(
-                1 for p in partitions for e in os.scandir(folder / p)
-                if e.name.endswith(".parquet") and not e.name.startswith(".")
-            )
+            partitions = self.live_files.partitions(folder)
             known = set(catalogued.get(table.name, {}).get("partitions", []))
             result.append(TableFreshness(
                 table=table.name,
-                newest_file_at=self._newest_file_at(folder),
-                files=files,
+                newest_file_at=self._newest_file_at(folder, partitions),
+                files=sum(len(p.files) for p in partitions),
                 partitions=len(partitions),
                 catalogued=table.name in catalogued,
-                uncatalogued_partitions=len([p for p in partitions if p not in known]),
+                uncatalogued_partitions=len([p for p in partitions if p.name not in known]),
             ))
         return result

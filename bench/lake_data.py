@@ -6,8 +6,8 @@ the batch's window, holding the partial aggregates of that batch's records (one 
 1-minute window). Records are never materialised one by one in Python: each batch draws its
 records' categories and values as numpy arrays and groups them with bincount, so a day (21,600
 files) takes tens of seconds. Generation is seeded and split by hour over processes; the same seed
-gives the same files whatever the number of workers. `compact_table` rewrites such a lake one file
-per partition, for the compaction experiment of bench/console.py.
+gives the same files whatever the number of workers. bench/console.py then compacts the lake the way
+the local job does (glue_job/compaction.py), so the readers see what they would see in a running job.
 
     python -m bench.lake_data --home /tmp/signal_home [--hours 24]
 """
@@ -20,13 +20,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from core.backends.local import build_local_backend
@@ -38,7 +36,6 @@ from core.lake_layout import (
     QUARANTINE,
     SIGNAL_STRENGTH_BY_OPERATOR,
     STATUS_COUNT,
-    TABLES,
     WINDOW_SECONDS,
     TableSpec,
     batch_file_name,
@@ -362,46 +359,6 @@ def generate(home: Path, hours: float = 24.0, *, load: Load | None = None, seed:
             raise RuntimeError(f"{crawler.name}: {state.last_result} {state.message}")
     written.crawl_seconds = time.perf_counter() - started
     return written
-
-
-def compact_table(source_root: str, target_root: str, table: str, rollup_hourly: bool) -> tuple[int, int, int]:
-    """Rewrite each dt/hr partition of one table as one file; return (partitions, files read, rows).
-
-    A top-level function of this module, so process pools can run it (scripts run by AppTest
-    replace `__main__`, and with it anything defined in the entry module).
-    """
-    spec = next(t for t in TABLES if t.name == table)
-    source, target = Path(source_root) / spec.prefix, Path(target_root) / spec.prefix
-    partitions = files_read = rows = 0
-    for folder in sorted(source.glob("dt=*/hr=*")):
-        files = sorted(str(f) for f in folder.glob("*.parquet"))
-        if not files:
-            continue
-        data = ds.dataset(files, schema=spec.schema, format="parquet").to_table()
-        if rollup_hourly:
-            data = hourly_coverage(data, spec)
-        out = target / folder.relative_to(source)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "compacted.snappy.parquet"
-        pq.write_table(data, path, compression="snappy")
-        newest = max(os.stat(f).st_mtime for f in files)
-        os.utime(path, (newest, newest))  # the data's as-of time is unchanged by compaction
-        partitions, files_read, rows = partitions + 1, files_read + len(files), rows + data.num_rows
-    return partitions, files_read, rows
-
-
-def hourly_coverage(data: pa.Table, spec: TableSpec) -> pa.Table:
-    """Return coverage_grid partials merged into 1-hour windows (sums of sums stay exact)."""
-    hour = pc.floor_temporal(data["window_start"], unit="hour")
-    grouped = (data.append_column("hour", hour)
-               .group_by(["hour", "lat_cell", "lon_cell", "operator"])
-               .aggregate([("signal_sum", "sum"), ("signal_count", "sum"), ("record_count", "sum"),
-                           ("batch_id", "max")]))
-    starts = grouped["hour"]
-    ends = pc.add(starts, pa.scalar(timedelta(hours=1), pa.duration("ms")))
-    return pa.table([starts, ends, grouped["lat_cell"], grouped["lon_cell"], grouped["operator"],
-                     grouped["signal_sum_sum"], grouped["signal_count_sum"], grouped["record_count_sum"],
-                     grouped["batch_id_max"]], schema=spec.schema)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,11 +7,11 @@ reads half a batch; the job deletes the files it has processed.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from core.backends.base import PutResult, StreamHealth
 from core.batching import Entry, EntryError, put_with_retries
 
 LAST_PUT_MARKER = ".last_put"
-_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _file_time(name: str) -> datetime | None:
@@ -40,14 +39,15 @@ class LocalStream:
         now = datetime.now(UTC)
         stem = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-n{len(entries)}"
         arrival = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        # Same bytes as json.dumps of the envelope dict, without encoding a dict per record.
-        head = '{"seq": ' + _JSON.encode(stem)[:-1]
-        tail = '", "arrival": ' + _JSON.encode(arrival) + ', "data": '
-        lines = [f"{head}:{i}{tail}{_JSON.encode(e.data.decode())}}}" for i, e in enumerate(entries)]
+        # Same bytes as json.dumps(envelope, ensure_ascii=False), without encoding a dict per record:
+        # encode_basestring is the function that encoder calls for each string.
+        head = '{"seq": ' + encode_basestring(stem)[:-1]
+        tail = '", "arrival": ' + encode_basestring(arrival) + ', "data": '
+        text = "".join([f"{head}:{i}{tail}{encode_basestring(e.data.decode())}}}\n" for i, e in enumerate(entries)])
         temporary = self.folder / f".{stem}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            temporary.write_text(text, encoding="utf-8")
             os.replace(temporary, self.folder / f"{stem}.jsonl")
             # Its time is the last put: rewriting a file's content costs a flush per batch on ext4.
             (self.folder / LAST_PUT_MARKER).touch()

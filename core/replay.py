@@ -13,18 +13,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from core import records as R
 from core.backends.base import MAX_RECORDS_PER_PUT, Stream
+from core.batching import EncodedRecords, RecordTemplate, escape_json_text
 from core.errors import InputError
 
 TimeMode = Literal["live", "recorded"]
 MAX_REJECTION_DETAILS = 200
+# The fields of a sent record in the order replay has always sent them: the source row, then ours.
+SENT_FIELDS: tuple[str, ...] = (*R.SOURCE_FIELDS, "record_id", "replay_id", "event_time")
+_SENT_RECORD = RecordTemplate(SENT_FIELDS)
+# A data row as read: (line number, cells, clean); clean rows passed _CLEAN_ROW.
+_Row = tuple[int, list[str], bool]
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,33 @@ class ReplayProgress:
         return data
 
 
-def _open_csv(path: Path) -> tuple[Any, Any]:
+class _Lines:
+    """The lines of an open CSV for the csv reader, with room to hand one line back to read first."""
+
+    __slots__ = ("_handed_back", "handle")
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle = handle
+        self._handed_back: str | None = None
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        text = self._handed_back
+        if text is None:
+            return next(self.handle)
+        self._handed_back = None
+        return text
+
+    def hand_back(self, text: str) -> None:
+        """Make `text` the next line the reader reads."""
+        self._handed_back = text
+
+
+def _open_csv(path: Path) -> tuple[_Lines, Any]:
     try:
+        # newline="": lines end at \r, \n or \r\n, as the csv module ends rows.
         handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -120,7 +151,8 @@ def _open_csv(path: Path) -> tuple[Any, Any]:
         raise InputError(f"{path}: is a folder, not a CSV file") from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from None
-    return handle, csv.reader(handle)
+    lines = _Lines(handle)
+    return lines, csv.reader(lines)
 
 
 def _check_header(path: Path, reader: Any) -> None:
@@ -150,55 +182,90 @@ def iter_rows(path: Path) -> Generator[tuple[int, dict[str, str]] | Rejection, N
     Opens the file and checks its header at once: raises InputError when the file cannot be read,
     is empty or has the wrong header, before anything is consumed.
     """
-    handle, reader = _open_csv(path)
+    return _with_field_names(_open_rows(path))
+
+
+def _open_rows(path: Path) -> Generator[_Row | Rejection, None, None]:
+    lines, reader = _open_csv(path)
     try:
         _check_header(path, reader)
     except InputError:
-        handle.close()
+        lines.handle.close()
         raise
-    return _rows(handle, reader)
+    return _rows(lines, reader)
 
 
-def _rows(handle: Any, reader: Any) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
+def _with_field_names(rows: Generator[_Row | Rejection, None, None]
+                      ) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
+    try:
+        for item in rows:
+            yield item if isinstance(item, Rejection) else (item[0], dict(zip(R.SOURCE_FIELDS, item[1], strict=True)))
+    finally:
+        rows.close()  # closing this generator closes the file too
+
+
+# Blank or a plain decimal without exponent: never nulled. At most 300 integer digits, so float()
+# cannot overflow to inf. Possessive (++, ?+): a number matches one way only, so giving characters
+# back could not help, and not keeping the places to give them back at makes the match twice as fast.
+_FAST_NUMBER = r"(?:[+-]?+[0-9]{1,300}+(?:\.[0-9]*+)?+)?+"
+# Text without a comma, a quote, a backslash, a control character or a surrogate (the stand-in for
+# an undecodable byte): valid UTF-8 that JSON-escaping leaves as it is.
+_PLAIN_TEXT = r'[^,"\\\x00-\x1f\ud800-\udfff]*'
+# Matched against a CSV line without its line break: a match means a line without quotes, so the
+# csv module would split it at its commas, into exactly one cell per field, every numeric one blank
+# or a plain decimal (nothing nulled), none to escape and all valid UTF-8. One match per row instead
+# of the csv parser and the width, encoding, number and escaping checks of each cell; any other
+# line goes to the csv module and gets those checks one by one.
+_CLEAN_ROW = re.compile(
+    ",".join(_FAST_NUMBER if name in R.NUMERIC_FIELDS else _PLAIN_TEXT for name in R.SOURCE_FIELDS)
+).fullmatch
+_NUMERIC_COLUMNS = tuple((name, R.SOURCE_FIELDS.index(name)) for name in R.NUMERIC_FIELDS)
+
+
+def _rows(lines: _Lines, reader: Any) -> Generator[_Row | Rejection, None, None]:
     width = len(R.SOURCE_FIELDS)
-    with handle:
-        previous_line = reader.line_num
-        while True:
+    # The csv module refuses a field longer than this: a line shorter than it cannot hold one.
+    field_limit = csv.field_size_limit()
+    line = reader.line_num  # the last line read, by the reader or here
+    with lines.handle as handle:
+        for text in handle:
+            # A line ends with one line break at most (newline=""): strip it, as the reader does.
+            row_text = text.rstrip("\r\n")
+            if len(row_text) < field_limit and _CLEAN_ROW(row_text):
+                # Without a quote the reader would split the line at its commas: do that, faster.
+                line += 1
+                yield line, row_text.split(","), True
+                continue
+            lines.hand_back(text)  # anything else is the csv module's to read, quoted lines and all
+            read_before = reader.line_num
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as error:
-                previous_line = reader.line_num
-                yield Rejection(reader.line_num, f"unreadable CSV ({error})")
+                line += reader.line_num - read_before
+                yield Rejection(line, f"unreadable CSV ({error})")
                 continue
-            line = previous_line + 1  # a quoted field may span lines: report where the row starts
-            previous_line = reader.line_num
+            first_line = line + 1  # a quoted field may span lines: report where the row starts
+            line += reader.line_num - read_before
             if not row:
                 continue
             if len(row) != width:
-                yield Rejection(line, f"expected {width} fields, found {len(row)}")
+                yield Rejection(first_line, f"expected {width} fields, found {len(row)}")
                 continue
-            text = "".join(row)
-            if not text.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
+            joined = ",".join(row)
+            if not joined.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
                 try:
-                    text.encode()
+                    joined.encode()
                 except UnicodeEncodeError:
-                    yield Rejection(line, "not valid UTF-8")
+                    yield Rejection(first_line, "not valid UTF-8")
                     continue
-            yield line, dict(zip(R.SOURCE_FIELDS, row, strict=True))
+            yield first_line, row, False
 
 
-# Blank or a plain decimal without exponent in every numeric field: nothing nulled. One match per row
-# instead of six parse_number calls; at most 300 integer digits, so float() cannot overflow to inf.
-_FAST_NUMBER = r"(?:[+-]?[0-9]{1,300}(?:\.[0-9]*)?)?"
-_ALL_NUMBERS_OR_BLANK = re.compile(",".join([_FAST_NUMBER] * len(R.NUMERIC_FIELDS))).fullmatch
-
-
-def _nulled_fields(fields: dict[str, str]) -> list[str]:
-    if _ALL_NUMBERS_OR_BLANK(",".join([fields[f] for f in R.NUMERIC_FIELDS])):
-        return []
-    return [f for f in R.NUMERIC_FIELDS if fields[f].strip() and R.parse_number(fields[f]) is None]
+def _nulled_fields(cells: Sequence[str]) -> list[str]:
+    """Return the numeric fields of a row that are neither blank nor a number (sent as they are, read as null)."""
+    return [name for name, index in _NUMERIC_COLUMNS if cells[index].strip() and R.parse_number(cells[index]) is None]
 
 
 def _recorded_event_time(hour: str, on: date) -> datetime | None:
@@ -211,10 +278,8 @@ def _recorded_event_time(hour: str, on: date) -> datetime | None:
     return datetime(on.year, on.month, on.day, tzinfo=UTC) + clock
 
 
-def _row_rejection(line: int, fields: dict[str, str], time_mode: TimeMode, on: date) -> Rejection | None:
-    if time_mode == "recorded" and _recorded_event_time(fields["hour"], on) is None:
-        return Rejection(line, f"hour {fields['hour']!r} is neither HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
-    return None
+def _hour_rejection(line: int, hour: str) -> Rejection:
+    return Rejection(line, f"hour {hour!r} is neither HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
 
 
 def validate_csv(path: Path, time_mode: TimeMode = "live") -> ValidationReport:
@@ -222,18 +287,18 @@ def validate_csv(path: Path, time_mode: TimeMode = "live") -> ValidationReport:
     report = ValidationReport(path=str(path))
     nulled: Counter[str] = Counter()
     on = _default_recorded_date()
-    for item in iter_rows(path):
+    for item in _open_rows(path):
         report.rows += 1
         if isinstance(item, Rejection):
             report.add_rejection(item)
             continue
-        line, fields = item
-        rejection = _row_rejection(line, fields, time_mode, on)
-        if rejection:
-            report.add_rejection(rejection)
+        line, cells, clean = item
+        if time_mode == "recorded" and _recorded_event_time(cells[0], on) is None:
+            report.add_rejection(_hour_rejection(line, cells[0]))
             continue
         report.valid += 1
-        nulled.update(_nulled_fields(fields))
+        if not clean:
+            nulled.update(_nulled_fields(cells))
     report.nulled = dict(nulled)
     return report
 
@@ -281,20 +346,30 @@ def replay(
     """
     stop = stop or threading.Event()
     state = ReplayProgress(replay_id=replay_id or new_replay_id(), path=str(path))
-    rows = iter_rows(path)  # checks the file now: a bad file fails before anything is sent
+    rows = _open_rows(path)  # checks the file now: a bad file fails before anything is sent
     state.total_rows = count_data_lines(path)
     on = options.recorded_date or _default_recorded_date()
     batch_size = MAX_RECORDS_PER_PUT if options.rate is None else max(1, min(MAX_RECORDS_PER_PUT, int(options.rate)))
     nulled: Counter[str] = Counter()
     failures: Counter[str] = Counter()
+    replay_id_json = escape_json_text(state.replay_id)
     started = time.monotonic()
 
-    def send(batch: list[dict[str, Any]]) -> None:
-        if options.time_mode == "live":
-            stamp = iso_utc(datetime.now(UTC))
-            for record in batch:
-                record["event_time"] = stamp
-        result = stream.put_records(batch)
+    def send(batch: list[tuple[list[str], int, str]]) -> None:
+        # The records are rendered from the rows' escaped cells: the bytes encode() would give for
+        # dicts of SENT_FIELDS, without building the dicts.
+        stamp = iso_utc(datetime.now(UTC)) if options.time_mode == "live" else ""
+        id_prefix = f"{state.replay_id}:{state.passes}:"  # a batch never spans two passes
+        id_prefix_json = escape_json_text(id_prefix)
+        values: list[str] = []
+        record_ids: list[str] = []
+        for cells, line, event_time in batch:
+            number = str(line)
+            values += cells
+            values += (id_prefix_json + number, replay_id_json, event_time or stamp)
+            record_ids.append(id_prefix + number)
+        records = EncodedRecords(_SENT_RECORD.encode_many(values, len(batch)), record_ids)
+        result = stream.put_records(records)
         state.sent += result.sent
         state.failed += len(result.failed)
         failures.update(f.error_code for f in result.failed)
@@ -314,37 +389,41 @@ def replay(
             stop.wait(max(0.0, due - time.monotonic()))
 
     recorded = options.time_mode == "recorded"
-    batch: list[dict[str, Any]] = []
-    limit_reached = options.limit == 0
+    limit = options.limit
+    # Per row: the escaped cells, the line and the recorded event time ("" in live mode: stamped when sent).
+    batch: list[tuple[list[str], int, str]] = []
+    limit_reached = limit == 0
     try:
         while not stop.is_set() and not limit_reached:
             state.passes += 1
-            items = rows if state.passes == 1 else iter_rows(path)
+            first_pass = state.passes == 1
+            items = rows if first_pass else _open_rows(path)
             sent_this_pass = 0
             for item in items:
                 if stop.is_set():
                     break
-                if options.limit is not None and state.sent + state.failed + len(batch) >= options.limit:
+                if limit is not None and state.sent + state.failed + len(batch) >= limit:
                     limit_reached = True
                     break
                 state.rows_read += 1
+                event_time = ""
                 if recorded and not isinstance(item, Rejection):
-                    item = _row_rejection(item[0], item[1], options.time_mode, on) or item
+                    moment = _recorded_event_time(item[1][0], on)
+                    if moment is None:
+                        item = _hour_rejection(item[0], item[1][0])
+                    else:
+                        event_time = iso_utc(moment)
                 if isinstance(item, Rejection):
                     state.rejected += 1
-                    if state.passes == 1 and len(state.rejections) < MAX_REJECTION_DETAILS:
+                    if first_pass and len(state.rejections) < MAX_REJECTION_DETAILS:
                         state.rejections.append(item)
                     continue
-                line, record = item  # a fresh dict per row: extended in place, not copied
-                if state.passes == 1 and (nulled_fields := _nulled_fields(record)):
-                    nulled.update(nulled_fields)
-                record["record_id"] = f"{state.replay_id}:{state.passes}:{line}"
-                record["replay_id"] = state.replay_id
-                if recorded:
-                    event_time = _recorded_event_time(record["hour"], on)
-                    assert event_time is not None  # rows without one were rejected above
-                    record["event_time"] = iso_utc(event_time)
-                batch.append(record)
+                line, cells, clean = item
+                if not clean:  # clean rows have nothing nulled and nothing to escape
+                    if first_pass and (nulled_fields := _nulled_fields(cells)):
+                        nulled.update(nulled_fields)
+                    cells = [escape_json_text(cell) for cell in cells]
+                batch.append((cells, line, event_time))
                 sent_this_pass += 1
                 if len(batch) >= batch_size:
                     send(batch)
@@ -360,4 +439,3 @@ def replay(
     state.done = True
     report()
     return state
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 import threading
 import time
@@ -15,9 +16,19 @@ from typing import Any
 import pytest
 
 from core.backends.local_stream import LocalStream
+from core.batching import encode, escape_json_text
 from core.errors import InputError
-from core.records import SOURCE_FIELDS
-from core.replay import Rejection, ReplayOptions, ReplayProgress, replay, validate_csv
+from core.records import NUMERIC_FIELDS, SOURCE_FIELDS, parse_clock, parse_number, parse_timestamp
+from core.replay import (
+    _CLEAN_ROW,
+    Rejection,
+    ReplayOptions,
+    ReplayProgress,
+    iso_utc,
+    iter_rows,
+    replay,
+    validate_csv,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = PROJECT_ROOT / "data" / "mobile_logs.csv"
@@ -363,3 +374,160 @@ def test_bundled_sample_replays_completely(tmp_path: Path) -> None:
     assert (state.sent, state.rejected, state.failed) == (data_rows, 0, 0)
     assert len(read_stream(stream)) == data_rows
     assert validate_csv(SAMPLE_CSV).valid == data_rows
+
+
+# --- the fast path: the rows the csv module reads, the bytes the JSON encoder writes -----------------
+
+# Cells that need care somewhere: non-ASCII, quotes, backslashes, control characters, line breaks,
+# commas, format syntax, blanks, and numbers the general path reads differently from plain decimals.
+MESSY_CELLS = [
+    "", " ", "12", "-3.692826", "+.5", "5.", "0.62", "1e7", "  12 ", "nan", "inf", "-inf", "n/a", "-", "1" * 301,
+    "Telefónica ñ 日本 😀", 'say "hi"', '"', "back\\slash", "\\", "tab\there", "nul\x00x", "\x01\x1f", "\x7f",
+    "new\nline", "cr\rinside", "crlf\r\n", "\u2028\x85", "a,b", ",", "%s %d %%", "{0} {{}}", "STATE_IN_SERVICE",
+    "28047.0", "10:15:30", "2026-02-27 08:00:00", "garbage", "\ufeff",
+]
+# Lines as they come, written by hand: not every file was written by a csv writer.
+ODD_LINES = [
+    "", ",,,", " " + ",".join(make_row(90)), 'a,b"c,' + ",".join(make_row(91)[3:]),
+    ",".join(make_row(92)) + ",", ",".join(make_row(93, description="X" * 131_071)),
+    ",".join(make_row(94, description="Y" * 131_072)), ",".join(make_row(95, description="Z" * 200_000)),
+    ",".join(make_row(96)) + "\r" + ",".join(make_row(97)), ",".join(make_row(98, operator="nul\x00")),
+]
+
+
+def messy_lines(count: int, seed: int) -> list[str]:
+    """Return CSV lines (without the last line break) of random messy rows and odd hand-written lines."""
+    chooser = random.Random(seed)
+    lines = []
+    for i in range(count):
+        if chooser.random() < 0.1:
+            lines.append(chooser.choice(ODD_LINES))
+            continue
+        row = make_row(i)
+        for _ in range(chooser.randint(0, 3)):
+            row[chooser.randrange(len(row))] = chooser.choice(MESSY_CELLS)
+        if chooser.random() < 0.05:
+            row = row[:chooser.randint(1, 13)] if chooser.random() < 0.5 else [*row, "surplus"]
+        lines.append(csv_line(row))
+    return lines
+
+
+def write_messy_file(tmp_path: Path, seed: int, rows: int = 400) -> Path:
+    lines = [HEADER, *messy_lines(rows, seed)]
+    ends = random.Random(seed).choices(["\n", "\r\n", "\r"], weights=[8, 2, 1], k=len(lines))
+    data = "".join(line + end for line, end in zip(lines, ends, strict=True)).encode("utf-8")
+    data = data.replace("Telefónica".encode(), "Telef\xf3nica".encode("latin-1"), 3)  # a few undecodable lines
+    path = tmp_path / f"messy-{seed}.csv"
+    path.write_bytes(data + b'unterminated,"quote\n' + ",".join(make_row(99)).encode())
+    return path
+
+
+def reference_rows(path: Path) -> list[tuple[int, list[str]] | Rejection]:
+    """Return the rows as the csv module alone reads them, with the reasons and line numbers replay reports."""
+    items: list[tuple[int, list[str]] | Rejection] = []
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        previous_line = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return items
+            except csv.Error as error:
+                previous_line = reader.line_num
+                items.append(Rejection(reader.line_num, f"unreadable CSV ({error})"))
+                continue
+            line, previous_line = previous_line + 1, reader.line_num
+            if not row:
+                continue
+            if len(row) != len(SOURCE_FIELDS):
+                items.append(Rejection(line, f"expected {len(SOURCE_FIELDS)} fields, found {len(row)}"))
+                continue
+            try:
+                "".join(row).encode()
+            except UnicodeEncodeError:
+                items.append(Rejection(line, "not valid UTF-8"))
+                continue
+            items.append((line, row))
+
+
+def reference_nulled(rows: list[list[str]]) -> dict[str, int]:
+    nulled: dict[str, int] = {}
+    for row in rows:
+        for name, cell in zip(SOURCE_FIELDS, row, strict=True):
+            if name in NUMERIC_FIELDS and cell.strip() and parse_number(cell) is None:
+                nulled[name] = nulled.get(name, 0) + 1
+    return nulled
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rows_and_reasons_are_the_csv_modules(tmp_path: Path, seed: int) -> None:
+    path = write_messy_file(tmp_path, seed)
+    expected = reference_rows(path)
+    assert len(expected) > 350 and sum(isinstance(item, Rejection) for item in expected) > 10
+    read = [item if isinstance(item, Rejection) else (item[0], list(item[1].values())) for item in iter_rows(path)]
+    assert read == expected
+    report = validate_csv(path)
+    assert report.rejections == [item for item in expected if isinstance(item, Rejection)]
+    assert report.nulled == reference_nulled([item[1] for item in expected if not isinstance(item, Rejection)])
+
+
+@pytest.mark.parametrize(
+    ("options", "replay_id"),
+    [(ReplayOptions(), "r-plain"), (ReplayOptions(), 'r"%s{0}\\\u00e9\n'),
+     (ReplayOptions(time_mode="recorded", recorded_date=date(2026, 3, 1)), "r-recorded")],
+    ids=["live", "odd-replay-id", "recorded"],
+)
+def test_stream_bytes_are_the_json_encoders(tmp_path: Path, options: ReplayOptions, replay_id: str) -> None:
+    path = write_messy_file(tmp_path, seed=4, rows=1200)
+    stream = new_stream(tmp_path)
+    state = replay(path, stream, options, replay_id=replay_id)
+
+    rows = [item for item in reference_rows(path) if not isinstance(item, Rejection)]
+    if options.time_mode == "recorded":
+        rows = [(line, row) for line, row in rows if _recorded(row[0], options) is not None]
+    assert state.sent == len(rows) and state.failed == 0
+    assert state.nulled == reference_nulled([row for _, row in rows])
+    lines = [line for file in sorted(stream.folder.glob("*.jsonl")) for line in
+             file.read_bytes().decode().split("\n")[:-1]]
+    assert len(lines) == len(rows)
+    for text, (line, row) in zip(lines, rows, strict=True):
+        envelope = json.loads(text)
+        record = json.loads(envelope["data"])
+        # The general path: a dict per row, json.dumps of the envelope, the shared encoder for the data.
+        expected = {**dict(zip(SOURCE_FIELDS, row, strict=True)), "record_id": f"{replay_id}:1:{line}",
+                    "replay_id": replay_id, "event_time": record["event_time"]}
+        if options.time_mode == "recorded":
+            assert record["event_time"] == iso_utc(_recorded(row[0], options))
+        assert envelope["data"].encode() == encode(expected).data
+        assert text == json.dumps({"seq": envelope["seq"], "arrival": envelope["arrival"], "data": envelope["data"]},
+                                  ensure_ascii=False)
+
+
+def _recorded(hour: str, options: ReplayOptions) -> datetime | None:
+    assert options.recorded_date is not None
+    full = parse_timestamp(hour)
+    clock = parse_clock(hour)
+    if full is not None:
+        return full
+    return None if clock is None else datetime.combine(options.recorded_date, datetime.min.time(), UTC) + clock
+
+
+def test_a_clean_line_is_the_csv_modules_row_and_needs_no_escaping() -> None:
+    chooser = random.Random(5)
+    clean = 0
+    for _ in range(5000):
+        cells = [chooser.choice(MESSY_CELLS) if chooser.random() < 0.3 else make_row(0)[i] for i in range(14)]
+        line = ",".join(cells)
+        if not _CLEAN_ROW(line):
+            continue
+        clean += 1
+        assert next(csv.reader([line])) == cells
+        assert [escape_json_text(cell) for cell in cells] == cells
+        assert reference_nulled([cells]) == {}
+        line.encode()  # valid UTF-8
+    assert clean > 300
+    # Numbers the general path reads its own way are no plain decimals: those rows take it.
+    for number in ("1e7", "  12 ", "nan", "inf", "1" * 301, "1,5"):
+        assert not _CLEAN_ROW(",".join(make_row(1, signal=number)))

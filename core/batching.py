@@ -176,14 +176,10 @@ def put_with_retries(
 
     `send` returns one result per entry, in order: None when stored, an EntryError otherwise.
     """
-    failed: list[FailedRecord] = []
-    entries: list[Entry] = []
-    encoded = records.entries() if isinstance(records, EncodedRecords) else map(encode, records)
-    for entry in encoded:
-        if len(entry.data) > MAX_BYTES_PER_RECORD:
-            failed.append(FailedRecord(entry.as_record(), "RecordTooLarge", f"{len(entry.data)} bytes > 1 MiB"))
-        else:
-            entries.append(entry)
+    encoded = records.entries() if isinstance(records, EncodedRecords) else list(map(encode, records))
+    failed = [FailedRecord(entry.as_record(), "RecordTooLarge", f"{len(entry.data)} bytes > 1 MiB")
+              for entry in encoded if len(entry.data) > MAX_BYTES_PER_RECORD]
+    entries = [entry for entry in encoded if len(entry.data) <= MAX_BYTES_PER_RECORD] if failed else encoded
     sent = api_calls = retries = 0
     for batch in batches(entries):
         pending = batch

@@ -32,6 +32,7 @@ WHITESPACE = "[ \t\n\r\f\v]"
 EDGE_WHITESPACE_PATTERN = f"^{WHITESPACE}+|{WHITESPACE}+$"
 INNER_WHITESPACE_PATTERN = f"{WHITESPACE}+"
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+NUMBER_CHARS = "0123456789+-.eE"  # every character NUMBER_PATTERN can match
 TIMESTAMP_PATTERN = (  # offsets as far as Spark takes them: +-18:00
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)?$"

@@ -296,6 +296,7 @@ def main(argv: Sequence[str]) -> None:
     spark = glue_context.spark_session
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # dt/hr partitions and event times are UTC
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")  # the sink collects aggregates as Arrow
+    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")  # a batch is cached for one pass
     job = Job(glue_context)
     job.init(args.job_name, resolved)
     print(f"{args.job_name}: {args.stream_arn} -> {args.lake_uri} (catalog database {args.database})", flush=True)

@@ -50,12 +50,16 @@ def build_session(app_name: str = "signal-stream-job", cores: str = "*") -> Spar
         .appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")  # the sink collects aggregates as Arrow
+        # A batch is cached for one pass of the sink: compressing it costs more than it saves.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         # Listing a batch's files in a Spark job of its own costs more than it saves on a laptop.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        # The normalisation compiles to one generated method above HotSpot's 8,000-byte JIT limit; by
+        # default such a method runs interpreted, at half the speed (measured on 400k records).
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -XX:-DontCompileHugeMethods")
         .getOrCreate()
     )
 
@@ -73,7 +77,7 @@ def read_local_stream(spark: SparkSession, folder: Path, max_files_per_trigger: 
     return lines.select(envelope.alias("e"), F.col("value")).select(
         F.coalesce(F.col("e.data"), F.col("value")).alias("payload"),
         F.col("e.seq").alias("stream_seq"),
-        F.coalesce(F.col("e.arrival").cast(T.TimestampType()), F.current_timestamp()).alias("arrival_time"),
+        F.coalesce(transforms.utc_timestamp(F.col("e.arrival")), F.current_timestamp()).alias("arrival_time"),
     )
 
 

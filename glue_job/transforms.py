@@ -29,7 +29,13 @@ def _strip(column: Column) -> Column:
 
 
 def _clean(column: Column) -> Column:
-    return F.regexp_replace(_strip(column), R.INNER_WHITESPACE_PATTERN, " ")
+    text = _strip(column)
+    # Collapsing needs a regex, but only a value with a run of spaces or another whitespace character
+    # changes; a few substring tests per value cost far less than a regex on every one.
+    changes = text.contains("  ")
+    for character in R.WHITESPACE_CHARS.replace(" ", ""):
+        changes = changes | text.contains(character)
+    return F.when(changes, F.regexp_replace(text, R.INNER_WHITESPACE_PATTERN, " ")).otherwise(text)
 
 
 def _or_unknown(column: Column) -> Column:
@@ -38,7 +44,11 @@ def _or_unknown(column: Column) -> Column:
 
 def _number(column: Column) -> Column:
     text = _strip(F.coalesce(column, F.lit("")))
-    value = F.when(text.rlike(R.NUMBER_PATTERN), text.cast(T.DoubleType()))
+    # NUMBER_PATTERN's texts use only these characters, and over them Spark's cast (Java's
+    # Double.parseDouble) accepts exactly what the pattern accepts; a character filter costs a fraction
+    # of the regex. The parity test holds both to core/records.parse_number.
+    plain = (text != "") & (F.translate(text, R.NUMBER_CHARS, "") == "")
+    value = F.when(plain, text.cast(T.DoubleType()))
     infinite = (value == float("inf")) | (value == float("-inf")) | F.isnan(value)
     return F.when(infinite, F.lit(None).cast(T.DoubleType())).otherwise(value)
 
@@ -54,8 +64,15 @@ def _canonical_name(column: Column) -> Column:
     return F.when(text == "", F.lit(R.UNKNOWN)).otherwise(F.coalesce(known[lowered], F.initcap(lowered)))
 
 
+def _without_float_suffix(text: Column) -> Column:
+    # FLOAT_SUFFIX_PATTERN without a regex: the part after the last dot is one or more zeros.
+    tail = F.substring_index(text, ".", -1)
+    zeros = text.contains(".") & (tail != "") & (F.translate(tail, "0", "") == "")
+    return F.when(zeros, text.substr(F.lit(1), F.length(text) - F.length(tail) - 1)).otherwise(text)
+
+
 def _code(column: Column) -> Column:
-    return _or_unknown(F.regexp_replace(_clean(F.coalesce(column, F.lit(""))), R.FLOAT_SUFFIX_PATTERN, ""))
+    return _or_unknown(_without_float_suffix(_clean(F.coalesce(column, F.lit("")))))
 
 
 def _label(column: Column, case: str | None = None) -> Column:
@@ -67,9 +84,19 @@ def _label(column: Column, case: str | None = None) -> Column:
     return _or_unknown(text)
 
 
+def utc_timestamp(text: Column) -> Column:
+    """Return an ISO timestamp text cast to a timestamp, its `Z` (UTC) suffix dropped first.
+
+    The session time zone is UTC (both entries set it), so the cast means the same without the
+    suffix; with it, Spark resolves the zone through a regex compiled per row (4% of a batch).
+    """
+    utc = text.endswith("Z")
+    return F.when(utc, text.substr(F.lit(1), F.length(text) - 1)).otherwise(text).cast(T.TimestampType())
+
+
 def _timestamp(column: Column) -> Column:
     text = _strip(F.coalesce(column, F.lit("")))
-    return F.when(text.rlike(R.TIMESTAMP_PATTERN), text.cast(T.TimestampType()))
+    return F.when(text.rlike(R.TIMESTAMP_PATTERN), utc_timestamp(text))
 
 
 def _clock_on_arrival_date(hour: Column, arrival: Column) -> Column:
@@ -88,14 +115,18 @@ def parse_records(raw: DataFrame) -> DataFrame:
     """Return normalised records (one per raw payload) with `quarantine_reason` set when unusable.
 
     Input columns: payload (string), stream_seq (string), arrival_time (timestamp). Quarantined rows
-    keep their raw payload and take the arrival time as event time so they pass the watermark.
+    keep their raw payload and take the arrival time as event time so they pass the watermark; usable
+    rows have a null payload.
     Built in steps so each expression is computed once per row: Spark does not merge steps that
     would evaluate an expensive expression (regex, JSON) twice.
     """
     options = {"columnNameOfCorruptRecord": CORRUPT_COLUMN, "allowSingleQuotes": "false"}
     decoded = raw.select(
         *RAW_COLUMNS,
-        _strip(F.coalesce(F.col("payload"), F.lit(""))).alias("_trimmed"),
+        # Empty and not-an-object need only the left edge: trimming the right edge too costs two
+        # payload-sized arrays per row in Spark's btrim.
+        # (Spark's ltrim takes the characters first, unlike btrim.)
+        F.call_function("ltrim", F.lit(R.WHITESPACE_CHARS), F.coalesce(F.col("payload"), F.lit(""))).alias("_trimmed"),
         F.from_json(F.col("payload"), RECORD_SCHEMA, options).alias("_r"),
     )
     r = F.col("_r")
@@ -143,7 +174,10 @@ def parse_records(raw: DataFrame) -> DataFrame:
         F.when(usable & (F.col("_record_id") != ""), F.col("_record_id")).otherwise(F.col("stream_seq"))
         .alias("record_key"),
         F.when(usable, event).otherwise(F.col("arrival_time")).alias("event_time"),
-        "quarantine_reason", *RAW_COLUMNS,
+        "quarantine_reason",
+        # Only quarantine keeps the raw payload; dropping it from usable rows spares the shuffle of the
+        # de-duplication and the batch cache most of their bytes.
+        F.when(~usable, F.col("payload")).alias("payload"), "stream_seq", "arrival_time",
         "operator", "network", "status", "description", "provider", "activity", "postal_code",
         "lat", "long", "signal", "speed", "satellites", "precission", "replay_id",
     )

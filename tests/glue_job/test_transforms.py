@@ -62,8 +62,8 @@ def test_parse_records_good_malformed_and_missing_event_time(spark: SparkSession
 
     expected = spark.createDataFrame(
         [
-            ("r-1", ts("2024-05-01 09:59:30"), None, good, "s-1", "Movistar", "Yoigo", -85.0, 40.41678, -3.70379),
-            # Quarantined rows keep the raw payload and take the arrival time as event time.
+            # Usable rows drop the raw payload; quarantined rows keep it and take the arrival time as event time.
+            ("r-1", ts("2024-05-01 09:59:30"), None, None, "s-1", "Movistar", "Yoigo", -85.0, 40.41678, -3.70379),
             ("s-2", arrival, R.REASON_MALFORMED_JSON, malformed, "s-2", "unknown", "unknown", None, None, None),
             ("s-3", arrival, R.REASON_NO_EVENT_TIME, no_time, "s-3", "Orange", "unknown", -90.0, None, None),
         ],
@@ -73,7 +73,7 @@ def test_parse_records_good_malformed_and_missing_event_time(spark: SparkSession
     assert_equal(actual, expected)
 
 
-def test_parse_records_keeps_one_row_per_payload_with_the_raw_columns(spark: SparkSession) -> None:
+def test_parse_records_keeps_one_row_per_payload_and_the_raw_payload_of_quarantined_rows(spark: SparkSession) -> None:
     arrival = ts("2024-05-01 10:00:00")
     payloads = ["", "[1,2]", "not json", payload(hour="09:00:00"), payload(event_time="2030-01-01T00:00:00Z")]
     raw = raw_frame(spark, [(p, f"s-{i}", arrival) for i, p in enumerate(payloads)])
@@ -85,7 +85,7 @@ def test_parse_records_keeps_one_row_per_payload_with_the_raw_columns(spark: Spa
             ("s-0", "", arrival, R.REASON_EMPTY),
             ("s-1", "[1,2]", arrival, R.REASON_NOT_AN_OBJECT),
             ("s-2", "not json", arrival, R.REASON_NOT_AN_OBJECT),
-            ("s-3", payloads[3], arrival, None),
+            ("s-3", None, arrival, None),  # usable: its payload is not carried on
             ("s-4", payloads[4], arrival, R.REASON_FUTURE_EVENT_TIME),
         ],
         "stream_seq string, payload string, arrival_time timestamp, quarantine_reason string",

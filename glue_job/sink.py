@@ -21,11 +21,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.lake_layout import (
-    COVERAGE_GRID,
-    GPS_PRECISION_BY_PROVIDER,
+    AGGREGATION_TABLES,
     QUARANTINE,
-    SIGNAL_STRENGTH_BY_OPERATOR,
-    STATUS_COUNT,
     TableSpec,
     batch_file_name,
     partition_path,
@@ -89,18 +86,21 @@ class BatchOutput:
     files_written: int
 
 
-def _collect_partitions(frame: DataFrame, spec: TableSpec) -> dict[tuple[str, str], pa.Table]:
-    """Return the frame's rows as one Arrow table per (dt, hr) partition, in the table's schema."""
+def _collect(frame: DataFrame, schema: pa.Schema, *extra: str) -> pa.Table:
+    """Return the frame's schema columns (and extra columns as they come) as one Arrow table."""
     # Timestamps leave Spark as epoch millis: the conversion would otherwise go through the driver's
     # local time zone. Arrow collection (toPandas with spark.sql.execution.arrow.pyspark.enabled)
     # moves columns in bulk: a batch's coverage grid (tens of thousands of groups) took 1.8 s as
     # Row objects and 0.25 s as Arrow.
     selected = [
         F.unix_millis(F.col(f.name)).alias(f.name) if pa.types.is_timestamp(f.type) else F.col(f.name)
-        for f in spec.schema
+        for f in schema
     ]
-    partition = F.concat_ws("/", "dt", "hr").alias("_partition")
-    collected = pa.Table.from_pandas(frame.select(*selected, partition).toPandas(), preserve_index=False)
+    return pa.Table.from_pandas(frame.select(*selected, *extra).toPandas(), preserve_index=False)
+
+
+def _partitions(collected: pa.Table, spec: TableSpec) -> dict[tuple[str, str], pa.Table]:
+    """Return collected rows in the table's schema, one Arrow table per (dt, hr) partition."""
     if collected.num_rows == 0:
         return {}
     columns = {
@@ -108,42 +108,48 @@ def _collect_partitions(frame: DataFrame, spec: TableSpec) -> dict[tuple[str, st
         for f in spec.schema
     }
     table = pa.table(columns, schema=spec.schema)
-    keys = collected.column("_partition")
+    keys = pc.binary_join_element_wise(collected.column("dt").cast(pa.string()),
+                                       collected.column("hr").cast(pa.string()), "/")
     by_partition: dict[tuple[str, str], pa.Table] = {}
     for key in pc.unique(keys).to_pylist():
-        part_dt, part_hr = key.split("/")
-        by_partition[(part_dt, part_hr)] = table.filter(pc.equal(keys, key))
+        dt, hr = key.split("/")
+        by_partition[(dt, hr)] = table.filter(pc.equal(keys, key))
     return by_partition
 
 
-def _write_table(lake: LakeFiles, spec: TableSpec, frame: DataFrame, batch_id: int) -> tuple[int, int]:
+def _write_partitions(lake: LakeFiles, spec: TableSpec, collected: pa.Table, batch_id: int) -> tuple[int, int]:
     rows = files = 0
-    for (dt, hr), partition in sorted(_collect_partitions(frame, spec).items()):
+    for (dt, hr), partition in sorted(_partitions(collected, spec).items()):
         lake.write_table(f"{partition_path(spec, dt, hr)}/{batch_file_name(batch_id)}", partition)
         rows += partition.num_rows
         files += 1
     return rows, files
 
 
+# Every column aggregate_tables yields, typed as the tables declare them.
+_TABLE_FIELDS = {f.name: f for spec in AGGREGATION_TABLES for f in spec.schema if f.name != "batch_id"}
+_AGGREGATES_SCHEMA = pa.schema([pa.field("table", pa.string()), *_TABLE_FIELDS.values(),
+                                pa.field("batch_id", pa.int64())])
+
+
 def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degrees: float,
                 input_rows: int) -> BatchOutput:
     """Write one micro-batch's partial aggregates and quarantine; return what was written.
 
-    `records` is the batch after parse, watermark and de-duplication; the caller persists it.
+    `records` is the batch after parse, watermark and de-duplication; the caller persists it. The four
+    tables come from one Spark job (transforms.aggregate_tables); quarantine is read only when the
+    batch has some.
     """
-    usable = transforms.usable_records(records)
-    outputs: list[tuple[TableSpec, DataFrame]] = [
-        (SIGNAL_STRENGTH_BY_OPERATOR, transforms.signal_strength_by_operator(usable, batch_id)),
-        (GPS_PRECISION_BY_PROVIDER, transforms.gps_precision_by_provider(usable, batch_id)),
-        (STATUS_COUNT, transforms.status_count(usable, batch_id)),
-        (COVERAGE_GRID, transforms.coverage_grid(usable, batch_id, grid_degrees)),
-        (QUARANTINE, transforms.quarantined(records, batch_id)),
-    ]
-    files = quarantined = 0
-    for spec, frame in outputs:
-        rows, written = _write_table(lake, spec, frame, batch_id)
+    aggregates = _collect(transforms.aggregate_tables(records, batch_id, grid_degrees), _AGGREGATES_SCHEMA,
+                          "dt", "hr")
+    tables = aggregates.column("table")
+    files = 0
+    for spec in AGGREGATION_TABLES:
+        written = _write_partitions(lake, spec, aggregates.filter(pc.equal(tables, spec.name)), batch_id)[1]
         files += written
-        if spec is QUARANTINE:
-            quarantined = rows
+    quarantined_groups = aggregates.filter(pc.equal(tables, transforms.QUARANTINED_TAG))
+    quarantined = pc.sum(quarantined_groups.column("record_count")).as_py() or 0
+    if quarantined:
+        rows = _collect(transforms.quarantined(records, batch_id), QUARANTINE.schema, "dt", "hr")
+        files += _write_partitions(lake, QUARANTINE, rows, batch_id)[1]
     return BatchOutput(batch_id, input_rows, input_rows - quarantined, quarantined, files)
-

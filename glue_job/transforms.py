@@ -12,7 +12,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from core import records as R
-from core.lake_layout import WINDOW_SECONDS
+from core.lake_layout import (
+    COVERAGE_GRID,
+    GPS_PRECISION_BY_PROVIDER,
+    SIGNAL_STRENGTH_BY_OPERATOR,
+    STATUS_COUNT,
+    WINDOW_SECONDS,
+)
 
 CORRUPT_COLUMN = "_corrupt_record"
 RAW_COLUMNS = ("payload", "stream_seq", "arrival_time")
@@ -210,48 +216,100 @@ def usable_records(records: DataFrame) -> DataFrame:
     return records.where(F.col("quarantine_reason").isNull())
 
 
-def signal_strength_by_operator(records: DataFrame, batch_id: int) -> DataFrame:
-    """Return partial signal aggregates per 1-minute window, operator and network."""
-    aggregate = _with_window(records).groupBy("window_start", "window_end", "operator", "network").agg(
+QUARANTINED_TAG = "quarantined"
+GRID_KEYS = ("lat_cell", "lon_cell")
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    SIGNAL_STRENGTH_BY_OPERATOR.name: ("operator", "network"),
+    GPS_PRECISION_BY_PROVIDER.name: ("provider",),
+    STATUS_COUNT.name: ("postal_code", "status", "description"),
+    COVERAGE_GRID.name: ("lat_cell", "lon_cell", "operator"),
+}
+TABLE_METRICS: dict[str, tuple[str, ...]] = {
+    SIGNAL_STRENGTH_BY_OPERATOR.name: ("signal_sum", "signal_count", "signal_min", "signal_max"),
+    GPS_PRECISION_BY_PROVIDER.name: ("precision_sum", "precision_count", "satellites_sum", "satellites_count"),
+    STATUS_COUNT.name: ("record_count",),
+    COVERAGE_GRID.name: ("signal_sum", "signal_count", "record_count"),
+}
+_KEY_COLUMNS = ("operator", "network", "provider", "postal_code", "status", "description", *GRID_KEYS)
+_METRIC_COLUMNS = ("signal_sum", "signal_count", "signal_min", "signal_max", "precision_sum", "precision_count",
+                   "satellites_sum", "satellites_count", "record_count")
+_ANY_GRID = 1.0  # the grid only shapes coverage_grid's keys
+
+
+def aggregate_tables(records: DataFrame, batch_id: int, grid_degrees: float) -> DataFrame:
+    """Return every aggregation table's partial aggregates per 1-minute window, from one pass.
+
+    Each record fans out into one keyed row per table (coverage_grid only when located) and one
+    groupBy computes every partial aggregate: one scan of the batch and one shuffle, where a job per
+    table scanned and shuffled it four times (half of a batch's time). Column `table` names the
+    table; the other tables' key columns are null. Quarantined records are counted under
+    QUARANTINED_TAG (record_count), so the caller knows whether there is quarantine to write.
+    """
+    usable = F.col("quarantine_reason").isNull()
+    located = usable & F.col("lat").isNotNull() & F.col("long").isNotNull()
+    cells = {
+        "lat_cell": F.round(F.floor(F.col("lat") / grid_degrees) * grid_degrees, 6),
+        "lon_cell": F.round(F.floor(F.col("long") / grid_degrees) * grid_degrees, 6),
+    }
+
+    def keyed(table: str, condition: Column) -> Column:
+        keys = TABLE_KEYS.get(table, ())
+        fields = [F.lit(table).alias("table")] + [
+            (cells[name] if name in cells else F.col(name)).alias(name) if name in keys
+            else F.lit(None).cast(T.DoubleType() if name in cells else T.StringType()).alias(name)
+            for name in _KEY_COLUMNS
+        ]
+        return F.when(condition, F.struct(*fields))
+
+    fanned = _with_window(records).select(
+        "window_start", "window_end", "signal", "precission", "satellites",
+        F.explode(F.array(
+            keyed(SIGNAL_STRENGTH_BY_OPERATOR.name, usable),
+            keyed(GPS_PRECISION_BY_PROVIDER.name, usable),
+            keyed(STATUS_COUNT.name, usable),
+            keyed(COVERAGE_GRID.name, located),
+            keyed(QUARANTINED_TAG, ~usable),
+        )).alias("key"),
+    ).where(F.col("key").isNotNull())
+    aggregate = fanned.groupBy("window_start", "window_end", "key").agg(
         F.sum("signal").alias("signal_sum"),
         F.count("signal").alias("signal_count"),
         F.min("signal").alias("signal_min"),
         F.max("signal").alias("signal_max"),
-    )
-    return _partitioned(aggregate, "window_start", batch_id)
-
-
-def gps_precision_by_provider(records: DataFrame, batch_id: int) -> DataFrame:
-    """Return partial GPS precision and satellite aggregates per 1-minute window and provider."""
-    aggregate = _with_window(records).groupBy("window_start", "window_end", "provider").agg(
         F.sum("precission").alias("precision_sum"),
         F.count("precission").alias("precision_count"),
         F.sum("satellites").alias("satellites_sum"),
         F.count("satellites").alias("satellites_count"),
-    )
+        F.count(F.lit(1)).alias("record_count"),
+    ).select("window_start", "window_end", "key.*", *_METRIC_COLUMNS)
     return _partitioned(aggregate, "window_start", batch_id)
+
+
+def table_rows(aggregates: DataFrame, table: str) -> DataFrame:
+    """Return one table's rows of aggregate_tables' output, in that table's columns."""
+    return aggregates.where(F.col("table") == table).select(
+        "window_start", "window_end", *TABLE_KEYS[table], *TABLE_METRICS[table], "batch_id", "dt", "hr"
+    )
+
+
+def signal_strength_by_operator(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return partial signal aggregates per 1-minute window, operator and network."""
+    return table_rows(aggregate_tables(records, batch_id, _ANY_GRID), SIGNAL_STRENGTH_BY_OPERATOR.name)
+
+
+def gps_precision_by_provider(records: DataFrame, batch_id: int) -> DataFrame:
+    """Return partial GPS precision and satellite aggregates per 1-minute window and provider."""
+    return table_rows(aggregate_tables(records, batch_id, _ANY_GRID), GPS_PRECISION_BY_PROVIDER.name)
 
 
 def status_count(records: DataFrame, batch_id: int) -> DataFrame:
     """Return record counts per 1-minute window, postal code, status and description."""
-    aggregate = _with_window(records).groupBy(
-        "window_start", "window_end", "postal_code", "status", "description"
-    ).agg(F.count(F.lit(1)).alias("record_count"))
-    return _partitioned(aggregate, "window_start", batch_id)
+    return table_rows(aggregate_tables(records, batch_id, _ANY_GRID), STATUS_COUNT.name)
 
 
 def coverage_grid(records: DataFrame, batch_id: int, grid_degrees: float) -> DataFrame:
     """Return signal aggregates per 1-minute window, grid cell (south-west corner) and operator."""
-    located = records.where(F.col("lat").isNotNull() & F.col("long").isNotNull())
-    cells = located.withColumn(
-        "lat_cell", F.round(F.floor(F.col("lat") / grid_degrees) * grid_degrees, 6)
-    ).withColumn("lon_cell", F.round(F.floor(F.col("long") / grid_degrees) * grid_degrees, 6))
-    aggregate = _with_window(cells).groupBy("window_start", "window_end", "lat_cell", "lon_cell", "operator").agg(
-        F.sum("signal").alias("signal_sum"),
-        F.count("signal").alias("signal_count"),
-        F.count(F.lit(1)).alias("record_count"),
-    )
-    return _partitioned(aggregate, "window_start", batch_id)
+    return table_rows(aggregate_tables(records, batch_id, grid_degrees), COVERAGE_GRID.name)
 
 
 def quarantined(records: DataFrame, batch_id: int) -> DataFrame:

@@ -185,10 +185,11 @@ def duckdb_profile(lake: LocalLake, name: str, span: timedelta) -> dict[str, Any
     It runs on the console's own views (LocalLake's cursor), with the values bound as the console binds them.
     """
     until = datetime.now(UTC)
-    query, values = queries.bind(name, {"since": until - span, "until": until})
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "profile.json"
-        cursor = lake._cursor()  # the same views and connection the console uses
+        cursor, pieces = lake._cursor()  # the same views and connection the console uses
+        # The local variant the console runs (coverage_cells reads rollups), on the day pieces listed.
+        query, values = queries.bind(name, {"since": until - span, "until": until}, local=True, day_pieces=pieces)
         try:
             cursor.execute("PRAGMA enable_profiling='json'")
             cursor.execute("PRAGMA profiling_output='" + str(output).replace("'", "''") + "'")

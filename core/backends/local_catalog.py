@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from core.backends.base import CrawlerState
 from core.backends.processes import pid_alive
 from core.errors import ConflictError, NotFoundError
-from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec
+from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec, parse_data_file_name
 
 RUNNING = "RUNNING"
 READY = "READY"
@@ -57,13 +57,17 @@ def _parse(moment: Any) -> datetime | None:
 
 
 def partitions_on_disk(table_folder: Path) -> list[str]:
-    """Return the table's `dt=.../hr=...` partitions that hold at least one Parquet file."""
+    """Return the table's `dt=.../hr=...` partitions that hold at least one data file of the table.
+
+    Data files are those of the layout (core.lake_layout.parse_data_file_name): not a write in
+    progress, not a compaction's hourly rollup (another schema).
+    """
     found: list[str] = []
     if not table_folder.is_dir():
         return found
     for dt_dir in sorted(table_folder.glob("dt=*")):
         for hr_dir in sorted(dt_dir.glob("hr=*")):
-            if any(not f.name.startswith(".") and f.name.endswith(".parquet") for f in os.scandir(hr_dir)):
+            if any(parse_data_file_name(f.name) is not None for f in os.scandir(hr_dir)):
                 found.append(f"{dt_dir.name}/{hr_dir.name}")
     return found
 
@@ -240,7 +244,7 @@ class LocalCrawlers:
                     "partitions_added": 0}
         newest_partition = folder / partitions[-1]
         newest_file = max(
-            (f for f in newest_partition.iterdir() if f.suffix == ".parquet" and not f.name.startswith(".")),
+            (f for f in newest_partition.iterdir() if parse_data_file_name(f.name) is not None),
             key=lambda f: f.stat().st_mtime,
         )
         schema = pq.read_schema(newest_file)

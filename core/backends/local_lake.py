@@ -5,7 +5,9 @@ calls). Each query lists its tables' live files (core.lake_layout.live_file_name
 newest compacted file and the batch files after it) and reads exactly those through views of its
 own cursor, so new files and partitions of a catalogued table are visible without a crawl, a
 compaction never makes a query count a row twice, and concurrent queries do not share file lists.
-A table the catalog does not know reads as empty.
+A table the catalog does not know reads as empty. A table with an hourly rollup (core.lake_layout.
+Rollup) also gets the rollup's three views from the same listing; queries run in their local
+variant (core.queries.LOCAL_QUERIES), which reads them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import duckdb
 from core import queries
 from core.backends.base import QueryResult, TableFreshness
 from core.backends.local_catalog import LocalCatalog, partitions_on_disk, sql_type
-from core.backends.local_files import LiveFiles, Partition
+from core.backends.local_files import LiveFiles, Partition, current_day_pieces
 from core.errors import NotFoundError, QueryError
-from core.lake_layout import TABLES, TABLES_BY_NAME
+from core.lake_layout import ROLLUPS, TABLES, TABLES_BY_NAME
 
 
 def _sql_string(text: str) -> str:
@@ -55,52 +57,71 @@ class LocalLake:
                 self._create_empty_views(self._connection)
             return self._connection.cursor()
 
-    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: Iterable[str], listed: list[Path]) -> None:
+    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: Iterable[str],
+                      listed: list[Path]) -> queries.DayPieces:
         """Point the tables' names, in this cursor, at their live files now; add the files to `listed`.
 
         The views are TEMP views: they belong to this cursor alone and hide the connection's empty
         views of the same names. A table the catalog does not know, or one without files, keeps the
-        empty view.
+        empty view. Return the current day pieces the views hold (one listing decides both).
         """
         catalogued = self.catalog.tables()
+        pieces = queries.DayPieces()
         for name in tables:
             if name not in catalogued:
                 continue
-            files = self.live_files.files(self.lake_root / catalogued[name]["location"])
-            if not files:
-                continue
-            listed += files
-            # Every file of a table has the schema of core/lake_layout.py, so no union_by_name: it would
-            # read every file's footer before each query.
-            paths = ", ".join(_sql_string(str(f)) for f in files)
-            cursor.execute(
-                f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{paths}], "
-                "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
-            )
+            partitions = self.live_files.partitions(self.lake_root / catalogued[name]["location"])
+            views = {name: [path for p in partitions for path in p.paths]}
+            rollup = ROLLUPS.get(name)
+            if rollup is not None:
+                days = current_day_pieces(partitions)
+                views[rollup.name] = [path for p in partitions for path in p.rollup_paths]
+                views[rollup.covered] = [path for p in partitions for path in p.covered_paths]
+                views[rollup.uncovered] = [path for p in partitions for path in p.uncovered_paths]
+                views[rollup.days] = [piece.path for piece in days]
+                pieces = queries.DayPieces(frozenset(d.hour for d in days if d.head),
+                                           frozenset(d.hour for d in days if not d.head))
+            for view, files in views.items():
+                if not files:
+                    continue
+                listed += files
+                # Every file of a view has one schema (core/lake_layout.py), so no union_by_name: it would
+                # read every file's footer before each query.
+                paths = ", ".join(_sql_string(str(f)) for f in files)
+                cursor.execute(
+                    f"CREATE TEMP VIEW {view} AS SELECT * FROM read_parquet([{paths}], "
+                    "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
+                )
+        return pieces
 
-    def _cursor(self, tables: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
-        """Return a cursor whose views read the tables' (default: every table's) live files now."""
+    def _cursor(self, tables: Iterable[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, queries.DayPieces]:
+        """Return a cursor whose views read the tables' (default: every table's) live files now,
+        and the day pieces they hold (for queries.bind)."""
         cursor = self._new_cursor()
         try:
-            self._create_views(cursor, [t.name for t in TABLES] if tables is None else tables, [])
+            pieces = self._create_views(cursor, [t.name for t in TABLES] if tables is None else tables, [])
         except BaseException:
             cursor.close()
             raise
-        return cursor
+        return cursor, pieces
 
     @staticmethod
     def _create_empty_views(connection: duckdb.DuckDBPyConnection) -> None:
         # A known table with no data yet reads as empty, with its columns, rather than failing.
-        for spec in TABLES:
-            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in spec.schema)
+        empty = [(spec.name, spec.schema) for spec in TABLES] + [
+            (view, schema) for r in ROLLUPS.values()
+            for view, schema in ((r.name, r.schema), (r.days, r.schema), (r.covered, r.table.schema),
+                                 (r.uncovered, r.table.schema))]
+        for view, schema in empty:
+            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in schema)
             connection.execute(
-                f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {columns}, "
+                f"CREATE OR REPLACE VIEW {view} AS SELECT {columns}, "
                 "CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
             )
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a named query; raise NotFoundError when its table has not been crawled yet."""
-        query, values = queries.bind(name, params)
+        query, values = queries.bind(name, params, local=True)  # bad input fails before any listing
         catalogued = self.catalog.tables()
         missing = [t for t in query.tables
                    if t not in catalogued and partitions_on_disk(self.lake_root / TABLES_BY_NAME[t].prefix)]
@@ -113,7 +134,8 @@ class LocalLake:
             cursor = self._new_cursor()
             listed: list[Path] = []
             try:
-                self._create_views(cursor, query.tables, listed)
+                pieces = self._create_views(cursor, query.tables, listed)
+                query, values = queries.bind(name, params, local=True, day_pieces=pieces)
                 frame = cursor.execute(query.sql, list(values)).df()
                 break
             except duckdb.Error as error:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from core.backends.local import build_local_backend
 from core.config import Settings
 from core.errors import ConflictError, NotFoundError
+from core.lake_layout import COVERAGE_GRID
 from tests.lake_fixtures import SIGNAL, signal_rows, write_rows
 
 T0 = datetime(2026, 11, 28, 10, 15)
@@ -97,3 +101,21 @@ def test_stale_lock_of_a_dead_process_does_not_block_the_crawler(backend, clean_
 def test_unknown_crawler_is_not_found(backend) -> None:
     with pytest.raises(NotFoundError, match="crawler_nope"):
         backend.crawlers.start("crawler_nope")
+
+
+def test_crawler_reads_the_schema_of_data_files_only(backend, clean_environ: Path) -> None:
+    """A compaction's rollups and day pieces (another schema) are not the table's files, even the newest."""
+    path = write_rows(lake(clean_environ), COVERAGE_GRID, 0, [{
+        "window_start": T0, "window_end": T0, "lat_cell": 40.41, "lon_cell": -3.71, "operator": "Movistar",
+        "signal_sum": 3.0, "signal_count": 1, "record_count": 1}])
+    rollup = pa.table({"span_start": [T0], "span_minutes": [60]})
+    for name in ("rollup-0.snappy.parquet", "dayhead-0123456789abcdef.snappy.parquet"):
+        pq.write_table(rollup, path.parent / name)
+        os.utime(path.parent / name, (time.time() + 60, time.time() + 60))  # newer than the data file
+    lonely = path.parent.parent / "hr=11"
+    lonely.mkdir()
+    pq.write_table(rollup, lonely / "rollup-1.snappy.parquet")  # no data file: not a partition
+    assert backend.crawlers.run(COVERAGE_GRID.crawler).last_result == "SUCCEEDED"
+    table = backend.crawlers.catalog.tables()[COVERAGE_GRID.name]
+    assert [c[0] for c in table["columns"]] == COVERAGE_GRID.schema.names
+    assert table["partitions"] == ["dt=2026-11-28/hr=10"]

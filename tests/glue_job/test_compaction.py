@@ -2,27 +2,40 @@
 
 Every state a crash or a race can leave is built for real (files written, renamed, deleted, copied
 back) and read with LocalLake; the answer must be the totals of a pandas reference computed from
-the original batch files, so a covered file read twice or a live file skipped shows up as a wrong sum.
+the original batch files, so a covered file read twice, a live file skipped or a merge that is not
+exact shows up as a wrong sum. coverage_cells (rollups, day pieces) is checked the same way on random
+data and random time ranges.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import queries
 from core.backends.local import build_local_backend
-from core.backends.local_files import LiveFiles
+from core.backends.local_files import LiveFiles, Partition
 from core.backends.local_lake import LocalLake
 from core.config import Settings
-from core.lake_layout import QUARANTINE, SIGNAL_STRENGTH_BY_OPERATOR, TableSpec, partition_path
-from glue_job.compaction import Compactor, compact_lake, plan_partition
+from core.lake_layout import (
+    COVERAGE_GRID,
+    COVERAGE_GRID_ROLLUP,
+    QUARANTINE,
+    SIGNAL_STRENGTH_BY_OPERATOR,
+    TableSpec,
+    current_rollup_name,
+    partition_path,
+)
+from glue_job.compaction import Compactor, compact_lake, merge_rows, plan_partition, span_rows
 from glue_job.sink import LakeFiles
 from tests.lake_fixtures import write_rows
 
@@ -177,9 +190,32 @@ def test_plan_does_not_copy_a_single_batch_file() -> None:
     assert (plan.merge, plan.output, plan.delete) == ((), None, ())
 
 
+def test_plan_of_an_open_partition_waits_for_enough_committed_batches() -> None:
+    files = ["compacted-2.snappy.parquet", *(f"batch-{b}.snappy.parquet" for b in range(3, 8))]
+    assert plan_partition(files, last_committed=6, min_batches=5).output is None  # 3 .. 6 committed: four
+    plan = plan_partition(files, last_committed=7, min_batches=5)
+    assert plan.output == "compacted-7.snappy.parquet" and len(plan.merge) == 6
+
+
+def test_plan_writes_the_rollup_of_its_output_and_deletes_every_other() -> None:
+    files = ["compacted-2.snappy.parquet", "rollup-2.snappy.parquet", "rollup-9.snappy.parquet",
+             "batch-3.snappy.parquet", "batch-4.snappy.parquet"]
+    plan = plan_partition(files, last_committed=4, rollup=True)
+    assert (plan.output, plan.rollup) == ("compacted-4.snappy.parquet", "rollup-4.snappy.parquet")
+    # rollup-9 was left by a run that died before its compacted file: it sums rows nobody reads as such.
+    assert set(plan.delete) == {"compacted-2.snappy.parquet", "batch-3.snappy.parquet", "batch-4.snappy.parquet",
+                                "rollup-2.snappy.parquet", "rollup-9.snappy.parquet"}
+    # Nothing to merge, but the compacted file has no rollup (a run died between them): write it.
+    missing = plan_partition(["compacted-4.snappy.parquet", "batch-5.snappy.parquet"], last_committed=4, rollup=True)
+    assert (missing.output, missing.rollup, missing.delete) == (None, "rollup-4.snappy.parquet", ())
+    current = plan_partition(["compacted-4.snappy.parquet", "rollup-4.snappy.parquet"], last_committed=4, rollup=True)
+    assert (current.output, current.rollup, current.delete) == (None, None, ())
+
+
 # --- compaction on real files ---------------------------------------------------------------------
 
 def test_compaction_merges_exactly_the_committed_batches_of_closed_partitions(lake_root: Path) -> None:
+    # The open hour holds two batch files, fewer than an open partition waits for.
     open_folder = folder_of(lake_root, SIGNAL, H10)
     open_before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in open_folder.iterdir()}
     inputs = folder_of(lake_root, SIGNAL, H09)
@@ -195,7 +231,8 @@ def test_compaction_merges_exactly_the_committed_batches_of_closed_partitions(la
 
     merged = pq.read_table(inputs / "compacted-8.snappy.parquet")
     assert merged.schema.equals(SIGNAL.schema, check_metadata=False)
-    assert sorted(set(merged["batch_id"].to_pylist())) == [3, 4, 5, 6, 7, 8]  # each row keeps its batch id
+    # Batches 3 .. 8 share no (window, operator): no rows to sum, each keeps its batch id.
+    assert sorted(set(merged["batch_id"].to_pylist())) == [3, 4, 5, 6, 7, 8]
     assert merged.num_rows == sum(len(signal_rows(H09, b)) for b in range(3, 9))
     assert (inputs / "compacted-8.snappy.parquet").stat().st_mtime_ns == newest_input
     quarantine = pq.read_table(folder_of(lake_root, QUARANTINE, H08) / "compacted-5.snappy.parquet")
@@ -278,8 +315,8 @@ def test_a_query_racing_a_compaction_reads_every_row_once(lake_root: Path, origi
 
         raced = False
 
-        def files(self, table_folder: Path) -> list[Path]:
-            listed = super().files(table_folder)
+        def partitions(self, table_folder: Path) -> list[Partition]:
+            listed = super().partitions(table_folder)
             if not self.raced:
                 type(self).raced = True
                 compact(lake_root)
@@ -315,3 +352,300 @@ def test_a_failed_merge_leaves_no_file_and_the_lake_readable(lake_root: Path, or
     assert names(folder_of(lake_root, SIGNAL, H09)) == ["batch-9.snappy.parquet", "compacted-8.snappy.parquet"]
     broken.unlink()
     assert_reads_as(reader, originals)
+
+
+# --- open partitions ------------------------------------------------------------------------------
+
+def test_an_open_partition_is_compacted_once_it_holds_enough_committed_batches(lake_root: Path, originals: Path,
+                                                                               reader: LocalLake) -> None:
+    for batch_id in range(10, 15):  # the open hour now holds batches 8 .. 14
+        write_batch(lake_root, H10, batch_id)
+        for spec in (SIGNAL, QUARANTINE):
+            shutil.copy2(folder_of(lake_root, spec, H10) / f"batch-{batch_id}.snappy.parquet",
+                         originals / spec.name / f"hr=10-batch-{batch_id}.snappy.parquet")
+    open_folder = folder_of(lake_root, SIGNAL, H10)
+    lake = LakeFiles(str(lake_root))
+
+    # Batches 8 .. 12 committed: five, fewer than six.
+    waiting = compact_lake(lake, last_committed=12, now=NOW, watermark=WATERMARK, tables=(SIGNAL,), open_batches=6)
+    assert waiting.open_partitions_compacted == 0
+    assert names(open_folder) == sorted(f"batch-{b}.snappy.parquet" for b in range(8, 15))
+
+    # Batches 8 .. 13: six. 14 runs now (not committed): it stays a batch file whatever its number.
+    merged = compact_lake(lake, last_committed=13, now=NOW, watermark=WATERMARK, tables=(SIGNAL, QUARANTINE),
+                          open_batches=6)
+    assert merged.open_partitions_compacted == 2 and not merged.failed
+    assert names(open_folder) == ["batch-14.snappy.parquet", "compacted-13.snappy.parquet"]
+    assert_reads_as(reader, originals)
+
+    # The next open merge starts from the compacted file, again once six batches follow it.
+    for batch_id in range(15, 21):
+        write_batch(lake_root, H10, batch_id)
+        for spec in (SIGNAL, QUARANTINE):
+            shutil.copy2(folder_of(lake_root, spec, H10) / f"batch-{batch_id}.snappy.parquet",
+                         originals / spec.name / f"hr=10-batch-{batch_id}.snappy.parquet")
+    again = compact_lake(lake, last_committed=19, now=NOW, watermark=WATERMARK, tables=(SIGNAL, QUARANTINE),
+                         open_batches=6)
+    assert again.open_partitions_compacted == 2
+    assert names(open_folder) == ["batch-20.snappy.parquet", "compacted-19.snappy.parquet"]
+    assert_reads_as(reader, originals)
+
+
+def test_the_job_compacts_open_partitions_at_most_once_per_interval(lake_root: Path) -> None:
+    for batch_id in range(10, 30):
+        write_batch(lake_root, H10, batch_id)
+    now = [NOW]
+    compactor = Compactor(LakeFiles(str(lake_root)), watermark_minutes=10, clock=lambda: now[0])
+    first = compactor.maybe_run(last_committed=28)
+    assert first is not None and first.open_partitions_compacted == 2  # 8 .. 28: 21 batches, both tables
+    write_batch(lake_root, H10, 30)
+    now[0] += timedelta(seconds=30)
+    assert compactor.maybe_run(last_committed=29) is None
+
+
+# --- merging rows with equal keys -----------------------------------------------------------------
+
+def overlapping_rows(hour: datetime, batch_id: int) -> list[dict[str, Any]]:
+    """Return a batch's partial aggregates in two minutes every batch shares, with its own numbers."""
+    rows = []
+    for minute in (0, 1):
+        for k, operator in enumerate(OPERATORS[: 1 + (batch_id + minute) % 3]):
+            start = hour + timedelta(minutes=minute)
+            rows.append({"window_start": start, "window_end": start + timedelta(minutes=1), "operator": operator,
+                         "network": operator, "signal_sum": float(batch_id * 7 - k), "signal_count": batch_id + k,
+                         "signal_min": float(batch_id - 3 * k), "signal_max": float(batch_id * 2 + k)})
+    return rows
+
+
+def test_merging_sums_rows_with_equal_keys_and_keeps_quarantine_rows(home: Path, tmp_path: Path) -> None:
+    root = home / "lake"
+    written = []
+    for batch_id in range(20, 26):
+        rows = overlapping_rows(H08, batch_id)
+        write_rows(root, SIGNAL, batch_id, rows)
+        write_rows(root, QUARANTINE, batch_id, quarantine_rows(H08, batch_id))
+        written += [{**r, "batch_id": batch_id} for r in rows]
+    quarantined = sum(len(quarantine_rows(H08, b)) for b in range(20, 26))
+    compact(root, last_committed=25)
+
+    merged = pq.read_table(folder_of(root, SIGNAL, H08) / "compacted-25.snappy.parquet").to_pandas()
+    keys = ["window_start", "window_end", "operator", "network"]
+    expected = pd.DataFrame(written).groupby(keys).agg(
+        signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"), signal_min=("signal_min", "min"),
+        signal_max=("signal_max", "max"), batch_id=("batch_id", "max")).reset_index()
+    assert len(merged) == len(expected) == 6  # two minutes x three operators, out of 6 batches' rows
+    assert len(written) > len(merged)
+    actual = merged.sort_values(keys).reset_index(drop=True)[expected.columns]
+    pd.testing.assert_frame_equal(actual, expected.sort_values(keys).reset_index(drop=True), check_dtype=False)
+    # Quarantine rows are raw records: all of them, one row each.
+    assert pq.read_table(folder_of(root, QUARANTINE, H08) / "compacted-25.snappy.parquet").num_rows == quarantined
+
+
+def test_merge_rows_groups_null_keys_and_leaves_nan_extremes_alone() -> None:
+    start = datetime(2026, 11, 28, 8)
+    rows = [{"window_start": start, "window_end": start + timedelta(minutes=1), "operator": op, "network": None,
+             "signal_sum": s, "signal_count": 1, "signal_min": lo, "signal_max": 9.0, "batch_id": b}
+            for b, (op, s, lo) in enumerate([(None, 1.0, 1.0), (None, None, 2.0), ("Yoigo", 3.0, 3.0)])]
+    table = pa.Table.from_pylist(rows, schema=SIGNAL.schema)
+    merged = merge_rows(table, SIGNAL).to_pylist()
+    # SQL groups null with null and skips null in SUM and MIN: so does the merge.
+    by_operator = {r["operator"]: (r["signal_sum"], r["signal_count"], r["signal_min"], r["batch_id"]) for r in merged}
+    assert by_operator == {None: (1.0, 2, 1.0, 1), "Yoigo": (3.0, 1, 3.0, 2)}
+    # MIN over a NaN differs between pyarrow (skips it) and SQL (does not): such a table is not merged.
+    with_nan = pa.Table.from_pylist([{**rows[0], "signal_min": float("nan")}, rows[1]], schema=SIGNAL.schema)
+    assert merge_rows(with_nan, SIGNAL).num_rows == 2
+    raw = pa.Table.from_pylist([{**r, "batch_id": 1} for r in quarantine_rows(H08, 1) * 2], schema=QUARANTINE.schema)
+    assert merge_rows(raw, QUARANTINE) is raw  # no merge rule: raw records, even identical ones, stay
+
+
+# --- coverage_cells: rollups and day pieces against the minute rows --------------------------------
+
+CELLS = ((40.41, -3.71), (40.42, -3.7), (41.38, 2.17), (-0.01, 0.0))
+GRID_KEYS = ["lat_cell", "lon_cell", "operator"]
+# 39 hours over three UTC days; the last one (10:00 on the 28th) is open at NOW. No data at 03:00 on the 27th.
+GRID_HOURS = [datetime(2026, 11, 26, 20) + timedelta(hours=h) for h in range(39)
+              if h != 7]
+
+
+def grid_rows(rng: random.Random, hour: datetime, count: int) -> list[dict[str, Any]]:
+    """Return partial aggregates of coverage_grid in random minutes of one hour (integer sums: exact)."""
+    rows = []
+    for _ in range(count):
+        start = hour + timedelta(minutes=rng.randrange(60))
+        (lat, lon), operator = rng.choice(CELLS), rng.choice(OPERATORS)
+        signal_count = rng.randrange(0, 5)
+        rows.append({"window_start": start, "window_end": start + timedelta(minutes=1), "lat_cell": lat,
+                     "lon_cell": lon, "operator": operator, "signal_sum": float(rng.randrange(0, 31) * signal_count),
+                     "signal_count": signal_count, "record_count": signal_count + rng.randrange(1, 3)})
+    return rows
+
+
+class GridLake:
+    """A coverage_grid lake written batch by batch, with every row kept for the reference."""
+
+    def __init__(self, root: Path, seed: int) -> None:
+        self.root, self.rng = root, random.Random(seed)
+        self.rows: list[dict[str, Any]] = []
+        self.next_batch = 0
+
+    def batch(self, hour: datetime, count: int) -> int:
+        batch_id, self.next_batch = self.next_batch, self.next_batch + 1
+        rows = grid_rows(self.rng, hour, count)
+        write_rows(self.root, COVERAGE_GRID, batch_id, rows)
+        self.rows += rows
+        return batch_id
+
+    def reference(self, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+        """Return coverage_cells over [since, until) computed with pandas from every row written."""
+        since, until = (t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t for t in (since, until))
+        frame = pd.DataFrame(self.rows)
+        chosen = frame[(frame.window_start >= since) & (frame.window_start < until)]
+        if chosen.empty:
+            return []
+        cells = chosen.groupby(GRID_KEYS).agg(signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"),
+                                              records=("record_count", "sum")).reset_index()
+        cells = cells.sort_values(["records", *GRID_KEYS], ascending=[False, True, True, True])
+        return [tuple(r) for r in cells.itertuples(index=False)]
+
+
+def cells_of(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in frame[[*GRID_KEYS, "signal_sum", "signal_count", "records"]].itertuples(index=False)]
+
+
+def edge_ranges(rng: random.Random, count: int) -> list[tuple[datetime, datetime]]:
+    """Return time ranges on and around hour, block, minute and day edges, and random ones."""
+    first, last = GRID_HOURS[0] - timedelta(hours=1), GRID_HOURS[-1] + timedelta(hours=2)
+    fixed = [(datetime(2026, 11, 27), datetime(2026, 11, 28)), (datetime(2026, 11, 27), datetime(2026, 11, 27, 10)),
+             (datetime(2026, 11, 27, 20), datetime(2026, 11, 28)), (first, last),
+             (datetime(2026, 11, 27, 0, 0, 0, 1000), datetime(2026, 11, 28, 9, 59, 59, 999000)),
+             (datetime(2026, 11, 26, 22, 30), datetime(2026, 11, 28, 9, 20)), (NOW - timedelta(hours=24), NOW),
+             (NOW - timedelta(hours=1), NOW), (datetime(2026, 11, 27, 3), datetime(2026, 11, 27, 4))]
+
+    def moment() -> datetime:
+        at = first + timedelta(seconds=rng.randrange(int((last - first).total_seconds())))
+        edge = rng.choice(["hour", "block", "minute", "ms", "free"])
+        if edge == "hour":
+            return at.replace(minute=0, second=0)
+        if edge == "block":
+            return at.replace(minute=at.minute // 10 * 10, second=0)
+        if edge == "minute":
+            return at.replace(second=0)
+        if edge == "ms":
+            return at.replace(second=0) + timedelta(milliseconds=rng.choice([-1, 1]))
+        return at
+
+    ranges = list(fixed)
+    while len(ranges) < len(fixed) + count:
+        a, b = sorted((moment(), moment()))
+        if a < b:
+            ranges.append((a, b))
+    return ranges
+
+
+def assert_cells_exact(lake: LocalLake, grid: GridLake, ranges: list[tuple[datetime, datetime]]) -> None:
+    """The local query (rollups), the portable minute-level query on the same live files, and pandas agree."""
+    for since, until in ranges:
+        params = {"since": since, "until": until}
+        local = cells_of(lake.query("coverage_cells", params).frame)
+        cursor, _pieces = lake._cursor([COVERAGE_GRID.name])
+        try:
+            portable, values = queries.bind("coverage_cells", params)
+            minute_level = cells_of(cursor.execute(portable.sql, list(values)).df())
+        finally:
+            cursor.close()
+        expected = grid.reference(since, until)
+        assert local == minute_level == expected, (since, until)
+
+
+def test_span_rows_sum_the_minute_rows_of_each_span() -> None:
+    rng = random.Random(3)
+    hour = datetime(2026, 11, 27, 5)
+    rows = [{**r, "batch_id": i} for i, r in enumerate(grid_rows(rng, hour, 400))]
+    spans = span_rows(pa.Table.from_pylist(rows, schema=COVERAGE_GRID.schema), COVERAGE_GRID_ROLLUP)
+    frame = pd.DataFrame(rows)
+    block = COVERAGE_GRID_ROLLUP.block_minutes
+    expected_spans = {(0, k * block) for k in range(1, 60 // block + 1)} | {(k * block, 60 - k * block)
+                                                                           for k in range(1, 60 // block)}
+    found = set()
+    for span in spans:
+        starts, lengths = set(span["span_start"].to_pylist()), set(span["span_minutes"].to_pylist())
+        assert len(starts) == len(lengths) == 1  # one span per table, written as one row group
+        start, minutes = starts.pop(), lengths.pop()
+        found.add((int((start - hour).total_seconds()) // 60, minutes))
+        inside = frame[(frame.window_start >= start) & (frame.window_start < start + timedelta(minutes=minutes))]
+        expected = inside.groupby(GRID_KEYS).agg(signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"),
+                                                 record_count=("record_count", "sum"), batch_id=("batch_id", "max"))
+        actual = span.to_pandas().set_index(GRID_KEYS)[expected.columns].sort_index()
+        pd.testing.assert_frame_equal(actual, expected.sort_index(), check_dtype=False)
+    assert found == expected_spans
+
+
+def test_local_coverage_cells_equals_the_minute_level_query(home: Path) -> None:
+    grid = GridLake(home / "lake", seed=11)
+    for hour in GRID_HOURS:
+        for _ in range(grid.rng.randrange(2, 6)):
+            grid.batch(hour, grid.rng.randrange(1, 12))
+            if grid.rng.random() < 0.2 and hour - timedelta(hours=1) in GRID_HOURS:
+                grid.batch(hour - timedelta(hours=1), 3)  # late rows for the previous hour, a file of their own
+    backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(home)}))
+    assert backend.crawlers.run(COVERAGE_GRID.crawler).last_result == "SUCCEEDED"
+    reader = backend.lake
+    assert isinstance(reader, LocalLake)
+    rng = random.Random(5)
+    assert_cells_exact(reader, grid, edge_ranges(rng, 10))  # batch files only: every row is a minute row
+
+    lake = LakeFiles(str(home / "lake"))
+    result = compact_lake(lake, last_committed=grid.next_batch - 2, now=NOW, watermark=WATERMARK,
+                          tables=(COVERAGE_GRID,), open_batches=2)
+    assert not result.failed and result.open_partitions_compacted == 1 and result.day_pieces_written > 0
+    cursor, pieces = reader._cursor([COVERAGE_GRID.name])
+    cursor.close()
+    # The 27th is complete: a head and a tail in each of its partitions; the 28th, still running, heads only.
+    assert len(pieces.tails) == 23 + 4 and len(pieces.heads) == 38
+    day = queries.rollup_spans(datetime(2026, 11, 26, 22, 30, tzinfo=UTC), datetime(2026, 11, 28, 9, 20, tzinfo=UTC),
+                               COVERAGE_GRID_ROLLUP.block_minutes, pieces)
+    assert (day.day_tail_minutes, day.days, day.day_head_minutes) == (
+        60, (datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)), 9 * 60)
+    assert_cells_exact(reader, grid, edge_ranges(rng, 30))
+
+    # The open hour's next merge changes its rollup: one day piece (its head) is written again.
+    opened = [grid.batch(GRID_HOURS[-1], 5) for _ in range(3)]
+    step = compact_lake(lake, last_committed=opened[-2], now=NOW, watermark=WATERMARK, tables=(COVERAGE_GRID,),
+                        open_batches=2)
+    assert (step.open_partitions_compacted, step.partitions_compacted, step.day_pieces_written) == (1, 1, 1)
+    assert_cells_exact(reader, grid, edge_ranges(rng, 10))
+
+    # Late batch files after compaction: read as minute rows next to the rollups.
+    late_hours = rng.sample(GRID_HOURS[:-2], 4)
+    late = [grid.batch(hour, 4) for hour in late_hours]
+    assert_cells_exact(reader, grid, edge_ranges(rng, 15))
+
+    # Missing rollups (removed, or a run that died between the compacted file and its rollup): the
+    # compacted files are read as minute rows, and the day pieces that summed them no longer count.
+    folder = home / "lake" / COVERAGE_GRID.prefix
+    removed = sorted(folder.glob("dt=2026-11-27/hr=1[45]/rollup-*.snappy.parquet"))
+    assert len(removed) == 2
+    for path in removed:
+        path.unlink()
+    stale_pieces = {p: p.read_bytes() for p in folder.glob("dt=2026-11-27/hr=*/day*.snappy.parquet")}
+    assert_cells_exact(reader, grid, edge_ranges(rng, 15))
+
+    # A rollup of a compacted file that was never written (a run died between the two): never read.
+    orphan = folder / "dt=2026-11-27" / "hr=16" / "rollup-9999.snappy.parquet"
+    shutil.copy2(next(orphan.parent.glob("rollup-*.snappy.parquet")), orphan)
+    assert_cells_exact(reader, grid, edge_ranges(rng, 5))
+
+    # The next run merges the late files, writes the missing rollups and the day pieces again.
+    again = compact_lake(lake, last_committed=max(late), now=NOW, watermark=WATERMARK, tables=(COVERAGE_GRID,),
+                         open_batches=2)
+    assert not again.failed and again.partitions_compacted == len(set(late_hours)) and again.day_pieces_written > 0
+    for partition in folder.glob("dt=*/hr=*"):
+        assert current_rollup_name(p.name for p in partition.iterdir()) is not None, partition
+    assert not orphan.exists()
+    assert_cells_exact(reader, grid, edge_ranges(rng, 15))
+
+    # Day pieces left over from before (a reader may still list them): their names no longer match.
+    for path, data in stale_pieces.items():
+        if not path.exists():
+            path.write_bytes(data)
+    assert_cells_exact(reader, grid, edge_ranges(rng, 15))

@@ -54,13 +54,28 @@ def _tree_rss_kib(root: int) -> int:
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += _proportional_kib(pid, rss.get(pid, 0))
         stack.extend(children.get(pid, []))
     return total
 
 
+def _proportional_kib(pid: int, rss_kib: int) -> int:
+    # PSS splits each shared page among the processes that map it, so a tree's sum counts every page
+    # once: a JVM child between fork and exec (Hadoop's shell helpers) shares the JVM's whole RSS,
+    # and summing VmRSS counted the JVM twice whenever a sample caught one.
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return rss_kib
+
+
 class PeakRss:
-    """Sample the resident memory of a process and all its children (Python + JVM) until stopped."""
+    """Sample the resident memory (PSS where the kernel has it, else RSS) of a process and all its
+    children (Python + JVM) until stopped."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.pid, self.interval, self.peak_kib = pid, interval, 0

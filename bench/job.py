@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import jvm_profile
 from bench.common import PeakRss, record, stats
 from bench.seed_design import RESULT_PREFIX
 from core.backends.local_stream import LocalStream
@@ -147,12 +148,15 @@ def _child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def measure(kind: str, command: list[str], home: Path) -> tuple[float, float, str]:
-    """Run a command to completion; return (wall seconds, peak tree RSS MiB, stdout)."""
+def measure(kind: str, command: list[str], home: Path, *, java_options: str | None = None) -> tuple[float, float, str]:
+    """Run a command to completion; return (wall seconds, peak tree memory MiB, stdout)."""
     log = home / f"{kind}.log"
+    env = _child_env(home)
+    if java_options:
+        env["JDK_JAVA_OPTIONS"] = java_options
     with log.open("wb") as errors:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_child_env(home), stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=errors)
         with PeakRss(process.pid) as peak:
             stdout, _ = process.communicate()
@@ -163,9 +167,14 @@ def measure(kind: str, command: list[str], home: Path) -> tuple[float, float, st
     return wall, peak.peak_mib, stdout.decode(errors="replace")
 
 
-def run_ours(home: Path) -> Run:
-    """Run our job with availableNow over the stream in home; return its figures."""
-    wall, peak, _ = measure("ours", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home)
+def run_ours(home: Path, profile: Path | None = None) -> Run:
+    """Run our job with availableNow over the stream in home; return its figures.
+
+    With a profile folder, the JVM records the run with Java Flight Recorder into it.
+    """
+    options = jvm_profile.recording_options(profile) if profile else None
+    wall, peak, _ = measure("ours", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home,
+                            java_options=options)
     status = json.loads((home / "lake" / JOB_STATE_PREFIX / JOB_STATUS_FILE).read_text(encoding="utf-8"))
     batches = [b for b in status["recent_batches"] if b["input_rows"]]
     busy_ms = sum(b["duration_ms"] for b in batches)
@@ -218,21 +227,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup = run_startup(_fresh_home(workdir, "startup", None))
         print(f"start-up on an empty stream: {startup.wall_seconds:.1f} s, {startup.peak_mib} MiB", file=sys.stderr)
         runs: list[Run] = []
+        profile = workdir / "profile"
+        profile.mkdir()
         for i in range(args.runs):
-            for kind, runner in (("ours", run_ours), ("seed", run_seed)):
+            for kind in ("ours", "seed"):
                 home = _fresh_home(workdir, f"{kind}-{i}", generated)
                 load = os.getloadavg()[0]
-                result = runner(home)
+                # The last run of ours is recorded (JFR costs a few percent): where its time goes.
+                result = run_seed(home) if kind == "seed" else run_ours(home, profile if i == args.runs - 1 else None)
                 result.load_before = load
                 shutil.rmtree(home)
                 runs.append(result)
                 print(f"run {i + 1}/{args.runs} {kind}: {result.wall_seconds:.1f} s "
                       f"({args.records / result.wall_seconds:,.0f} rows/s), peak {result.peak_mib} MiB",
                       file=sys.stderr)
+        where_time_goes = jvm_profile.summarise(profile)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     figures = _figures(args.records, generated, startup, runs, time.perf_counter() - began)
+    figures["ours"]["jvm_profile_last_run_percent"] = where_time_goes
     notes = _notes(figures)
     if args.no_record:
         print(json.dumps({"figures": figures, "notes": notes}, indent=1, default=str))
@@ -318,9 +332,10 @@ def _notes(figures: dict[str, Any]) -> list[str]:
         f"(foreachBatch: parse, de-duplication state, persist, 5 outputs) {add:.0f} ms of triggerExecution "
         f"{total:.0f} ms ({100 * add / total:.0f}%); queryPlanning {phases.get('queryPlanning', 0):.0f} ms, "
         f"getBatch {phases.get('getBatch', 0):.0f} ms, the other phases {other:.0f} ms.",
-        "Peak RSS caveat: PeakRss sums VmRSS over the process tree, and when the JVM runs a shell helper (Hadoop's "
-        "chmod/readlink) the child between fork and exec reports the JVM's whole RSS; a sample that catches one "
-        "counts the JVM twice, so a run whose peak is about double the others' is that artifact.",
+        "Peak memory is the sum of PSS over the process tree (Python driver + JVM + helpers), so pages a forked "
+        "helper shares with the JVM count once.",
+        "Where our job's JVM time goes (Java Flight Recorder samples of the last run of ours, by activity; py-spy "
+        f"would see only the waiting Python driver): {ours.get('jvm_profile_last_run_percent')}.",
         f"1-minute load average at the start of each run (on {figures['cores']} cores): "
         f"{figures['load_average_at_run_start']}. It includes about {figures['cores']} from the previous run's "
         "tail; beyond that, other processes shared the machine and slowed the runs.",

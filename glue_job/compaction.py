@@ -72,19 +72,23 @@ from glue_job.sink import LakeFiles
 
 logger = logging.getLogger(__name__)
 
-# Inputs are read one record batch at a time and written in row groups of about this size, so memory
-# stays bounded whatever the hour holds, and DuckDB still gets row groups worth a thread each.
+# Outputs are written in row groups of about this size, so DuckDB gets row groups worth a thread each.
+# Quarantine inputs are streamed one record batch at a time (raw payloads: memory stays bounded); an
+# aggregation table's partition is read whole and summed MERGE_BLOCK_MINUTES of windows at a time: a
+# closed hour of coverage_grid at 1k records/s (1.4 M partial rows, 104 MB) peaks at ~230 MB of Arrow.
 ROW_GROUP_ROWS = 128 * 1024
+MERGE_BLOCK_MINUTES = 10
 # A hidden temporary file of a compaction older than this was left by a run that died; a live run
 # writes its file in seconds.
 STALE_TEMPORARY = timedelta(hours=1)
 TEMPORARY_PREFIXES = (f".{COMPACTED}-", ".rollup-", f".{DAY_HEAD}-", f".{DAY_TAIL}-")
 # An open partition is merged once it holds this many committed batch files after its compacted file
-# (5 minutes at the 20 s trigger). Each merge rewrites the hour's compacted rows so far; replaying an
-# hour at 1k records/s (bench/console.py, `open_partition_merges`) cost 7.6 s of CPU per hour at 15
-# (9.6 s at 10, 5.3 s at 30, 0.6 s listing only), the slowest run about 1.2 s at the end of the hour
-# for any of them (it rewrites the whole hour). Readers pay for the batch files left: at most 14
-# here; 29 at 30 added ~20 ms to coverage_cells and kpis, 14 about half that.
+# (5 minutes at the 20 s trigger). Each merge rewrites the hour's compacted rows so far. Replaying an
+# hour at 1k records/s with the job's cadence (bench/console.py, `open_partition_merges`) cost, in CPU
+# seconds per hour while open: 12.4 at 10, 8.6 at 15, 3.9 at 30, 2.2 at 60, 0.5 when only closed
+# hours are merged; the slowest run 1.3 s (1.9 at 10), about what merging a whole closed hour costs.
+# Readers pay for the batch files left, up to this many minus one: 14 added ~10 ms to coverage_cells
+# and kpis, 29 (at 30) ~20 ms; at most 0.2% of a core buys half of that back.
 OPEN_PARTITION_BATCHES = 15
 
 
@@ -238,10 +242,17 @@ def merge_rows(table: pa.Table, spec: TableSpec) -> pa.Table:
         return table
     functions = [*((c, "sum") for c in merge.sums), *((c, "min") for c in merge.mins),
                  *((c, "max") for c in merge.maxes), ("batch_id", "max")]
-    grouped = table.group_by(list(merge.keys), use_threads=False).aggregate(functions)
-    named = {**{k: grouped[k] for k in merge.keys}, **{c: grouped[f"{c}_{f}"] for c, f in functions}}
-    merged = pa.table([named[n] for n in spec.schema.names], schema=spec.schema)
-    return merged.take(pc.sort_indices(merged["window_start"]))
+    # Rows of different windows never share a key: summing block by block of window_start gives the
+    # same rows with a fraction of the hash table (a whole hour at once peaked at ~4x its input).
+    blocks = pc.floor_temporal(table["window_start"], multiple=MERGE_BLOCK_MINUTES, unit="minute")
+    merged = []
+    for block in sorted(pc.unique(blocks).to_pylist(), key=lambda b: (b is None, b)):
+        chosen = pc.is_null(blocks) if block is None else pc.equal(blocks, pa.scalar(block, blocks.type))
+        grouped = table.filter(chosen).group_by(list(merge.keys), use_threads=False).aggregate(functions)
+        named = {**{k: grouped[k] for k in merge.keys}, **{c: grouped[f"{c}_{f}"] for c, f in functions}}
+        part = pa.table([named[n] for n in spec.schema.names], schema=spec.schema)
+        merged.append(part.take(pc.sort_indices(part["window_start"])))
+    return pa.concat_tables(merged) if merged else spec.schema.empty_table()
 
 
 def _sum_by(table: pa.Table, keys: list[str], sums: tuple[str, ...]) -> pa.Table:

@@ -406,9 +406,9 @@ def test_the_job_compacts_open_partitions_at_most_once_per_interval(lake_root: P
 # --- merging rows with equal keys -----------------------------------------------------------------
 
 def overlapping_rows(hour: datetime, batch_id: int) -> list[dict[str, Any]]:
-    """Return a batch's partial aggregates in two minutes every batch shares, with its own numbers."""
+    """Return a batch's partial aggregates in minutes every batch shares (two merge blocks), with its own numbers."""
     rows = []
-    for minute in (0, 1):
+    for minute in (0, 1, 25):
         for k, operator in enumerate(OPERATORS[: 1 + (batch_id + minute) % 3]):
             start = hour + timedelta(minutes=minute)
             rows.append({"window_start": start, "window_end": start + timedelta(minutes=1), "operator": operator,
@@ -433,7 +433,7 @@ def test_merging_sums_rows_with_equal_keys_and_keeps_quarantine_rows(home: Path,
     expected = pd.DataFrame(written).groupby(keys).agg(
         signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"), signal_min=("signal_min", "min"),
         signal_max=("signal_max", "max"), batch_id=("batch_id", "max")).reset_index()
-    assert len(merged) == len(expected) == 6  # two minutes x three operators, out of 6 batches' rows
+    assert len(merged) == len(expected) == 9  # three minutes x three operators, out of 6 batches' rows
     assert len(written) > len(merged)
     actual = merged.sort_values(keys).reset_index(drop=True)[expected.columns]
     pd.testing.assert_frame_equal(actual, expected.sort_values(keys).reset_index(drop=True), check_dtype=False)

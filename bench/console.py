@@ -8,14 +8,21 @@ Steps, in order (each reports into one `record("console", ...)` call):
    the job writes them (one batch file per table, partition and batch), crawled; with `--before`,
    every named query is timed on it as written;
 2. the compaction the local job runs after its last batch (glue_job.compaction.Compactor: closed
-   partitions, batches up to the last committed one), timed, files before and after;
-3. every named query on DuckDB over 24 h and 1 h, `--runs` times; two are profiled (DuckDB's own
-   profiler: files scanned, bind time; cProfile: where the Python side spends its time);
+   partitions and open ones with enough batch files, batches up to the last committed one, rows
+   with equal keys summed, coverage_grid rollups and day pieces), timed, files before and after;
+3. every named query on DuckDB over 24 h and 1 h, `--runs` times; coverage_cells also as the
+   minute-level (portable) query on the same files, interleaved with the local one that reads the
+   rollups; two are profiled (DuckDB's own profiler: files scanned, bind time; cProfile: where the
+   Python side spends its time);
 4. each page's server-side render with AppTest, cold (st.cache_data cleared) and warm;
 5. LocalLake.query calls when `--sessions` sessions open the live page, cache shared vs cleared;
 6. peak RSS of `streamlit run Home.py` while Chromium holds `--tabs` tabs (live page and wall
    display) for `--hold-seconds`;
-7. installed size of requirements.txt's dependency closure vs the dev set.
+7. the rewrite cost of open-partition merges: one hour of the generated batch files replayed into
+   a scratch lake with the job's cadence, for several thresholds (OPEN_PARTITION_BATCHES); and,
+   changing the lake, the queries with the open hour merged down to its last committed batch and
+   with the most batch files the threshold leaves in it;
+8. installed size of requirements.txt's dependency closure vs the dev set.
 """
 
 from __future__ import annotations
@@ -51,8 +58,8 @@ from core.backends.local import build_local_backend
 from core.backends.local_files import LiveFiles
 from core.backends.local_lake import LocalLake
 from core.config import Settings
-from core.lake_layout import BATCH, COVERAGE_GRID, TABLES, parse_data_file_name
-from glue_job.compaction import Compactor, compact_lake
+from core.lake_layout import BATCH, COVERAGE_GRID, TABLES, parse_data_file_name, partition_hour
+from glue_job.compaction import OPEN_PARTITION_BATCHES, Compactor, compact_lake
 from glue_job.sink import LakeFiles
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -353,8 +360,8 @@ def compact_like_the_job(home: Path, written: Written) -> dict[str, Any]:
     """Run the compaction the local job runs after its last batch; return files before/after and time.
 
     glue_job/local.py calls Compactor.maybe_run after batch N with N - 1 as the last committed
-    batch; the generator wrote batches 0 .. batches - 1, so the last one is N. Closed partitions
-    only (hour end older than now minus the watermark): the open hour keeps its batch files.
+    batch; the generator wrote batches 0 .. batches - 1, so the last one is N. Closed partitions,
+    and open ones holding OPEN_PARTITION_BATCHES committed batch files; the last batch stays a batch file.
     """
     compactor = Compactor(LakeFiles(str(home / "lake")), settings_for(home).watermark_minutes)
     result = compactor.maybe_run(last_committed=written.batches - 2)
@@ -362,15 +369,138 @@ def compact_like_the_job(home: Path, written: Written) -> dict[str, Any]:
         raise RuntimeError(f"compaction failed: {result.failed if result else 'did not run'}")
     return {"seconds": round(result.seconds, 1), "files_before": result.files_before,
             "files_after": result.files_after, "partitions_compacted": result.partitions_compacted,
+            "open_partitions_compacted": result.open_partitions_compacted,
+            "rollups_written": result.rollups_written, "day_pieces_written": result.day_pieces_written,
+            "slowest_merge_s": result.slowest_merge[0], "slowest_merge": result.slowest_merge[1],
             "files_deleted": result.files_deleted, "rows_written": result.rows_written,
             "per_table_after": live_file_counts(home)}
 
 
-def compact_open_hours_too(home: Path, written: Written) -> dict[str, Any]:
-    """Experiment: compact the partitions the job leaves open too (every committed batch); return counts.
+def time_coverage_variants(lake: LocalLake, runs: int) -> dict[str, Any]:
+    """Return coverage_cells over 24 h and 1 h as the console runs it (rollups) and minute-level, interleaved.
 
-    The job does not do this: it compacts an hour once the watermark has passed its end. This
-    measures what the open hour's batch files cost the readers, the floor the job's rule leaves.
+    Both run the way LocalLake.query does (a cursor, its views over the live files, bind, execute,
+    DataFrame); the minute-level one is the portable SQL Athena runs, on the same compacted files.
+    """
+    result: dict[str, Any] = {}
+    for label, span in RANGES.items():
+        timings: dict[str, list[float]] = {"rollups": [], "minute_level": []}
+        for _ in range(runs):
+            for variant in timings:
+                until = datetime.now(UTC)
+                started = time.perf_counter()
+                cursor, pieces = lake._cursor([COVERAGE_GRID.name])
+                try:
+                    query, values = queries.bind("coverage_cells", {"since": until - span, "until": until},
+                                                 local=variant == "rollups", day_pieces=pieces)
+                    cursor.execute(query.sql, list(values)).df()
+                finally:
+                    cursor.close()
+                timings[variant].append(time.perf_counter() - started)
+        result[label] = {variant: ms_stats(values) for variant, values in timings.items()}
+    return result
+
+
+def keep_an_hour(home: Path, target: Path) -> dict[str, Any]:
+    """Copy the batch files of the generated lake's fullest hour (every table) for the replay; return which."""
+    folder = home / "lake" / TABLES[0].prefix
+    counts = {p.relative_to(folder): len(list(p.iterdir())) for p in folder.glob("dt=*/hr=*")}
+    partition = max(sorted(counts), key=lambda p: counts[p])
+    for table in TABLES:
+        shutil.copytree(home / "lake" / table.prefix / partition, target / table.prefix / partition)
+    return {"partition": str(partition), "batches": counts[partition]}
+
+
+def _batch_id(path: Path) -> int:
+    parsed = parse_data_file_name(path.name)
+    if parsed is None:
+        raise ValueError(f"{path} is not a batch file")
+    return parsed.batch_id
+
+
+def replay_open_partition(source: Path, scratch: Path, threshold: int, watermark: timedelta) -> dict[str, Any]:
+    """Replay one hour's batch files into an empty lake as the job writes them; return the compaction's cost.
+
+    After each batch the job runs Compactor.maybe_run at most once a minute (every third batch at the
+    20 s trigger) with the previous batch as the last committed one, while the hour is open; then
+    once after the hour closed. CPU seconds (pyarrow and Python on the job's driver) are the cost.
+    """
+    partition = next(source.glob(f"{TABLES[0].prefix}/dt=*/hr=*")).relative_to(source / TABLES[0].prefix)
+    hour = partition_hour(str(partition))
+    assert hour is not None
+    files = {t.prefix: sorted((source / t.prefix / partition).iterdir(), key=_batch_id) for t in TABLES}
+    shutil.rmtree(scratch, ignore_errors=True)
+    for table in TABLES:
+        (scratch / table.prefix / partition).mkdir(parents=True)
+    lake = LakeFiles(str(scratch))
+    cpu, worst, merges = 0.0, 0.0, 0
+    open_now = hour + timedelta(minutes=59)
+    count = len(files[TABLES[0].prefix])
+    for i in range(count):
+        for table in TABLES:
+            shutil.copy2(files[table.prefix][i], scratch / table.prefix / partition)
+        if i % 3 == 2 or i == count - 1:
+            batch_id = _batch_id(files[TABLES[0].prefix][i])
+            started = time.process_time()
+            run = compact_lake(lake, last_committed=batch_id - 1, now=open_now, watermark=watermark,
+                               open_batches=threshold)
+            took = time.process_time() - started
+            cpu, worst, merges = cpu + took, max(worst, took), merges + run.open_partitions_compacted // len(TABLES)
+    started = time.process_time()
+    closing = compact_lake(lake, last_committed=batch_id, now=hour + timedelta(hours=2), watermark=watermark,
+                           open_batches=threshold)
+    close_cpu = time.process_time() - started
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"open_merges": merges, "open_cpu_s": round(cpu, 1), "slowest_open_run_cpu_s": round(worst, 2),
+            "close_cpu_s": round(close_cpu, 2), "close_merged_files": closing.files_merged}
+
+
+CLOSED_ONLY = 10**6  # a threshold no open hour reaches: the compaction before open hours were merged
+
+
+def open_partition_merges(source: Path, home: Path,
+                          thresholds: Sequence[int] = (10, 15, 30, 60, CLOSED_ONLY)) -> dict[str, Any]:
+    """Return the replayed hour's compaction cost per open-partition threshold."""
+    watermark = timedelta(minutes=settings_for(home).watermark_minutes)
+    return {("closed_only" if k == CLOSED_ONLY else str(k)):
+            replay_open_partition(source, home / "replay", k, watermark) for k in thresholds}
+
+
+def keep_open_hour(home: Path, target: Path) -> dict[str, Any]:
+    """Copy the batch files of the generated lake's newest hour (every table); return which."""
+    folder = home / "lake" / TABLES[0].prefix
+    partition = max(p.relative_to(folder) for p in folder.glob("dt=*/hr=*"))
+    for table in TABLES:
+        shutil.copytree(home / "lake" / table.prefix / partition, target / table.prefix / partition)
+    return {"partition": str(partition), "batches": len(list((target / TABLES[0].prefix / partition).iterdir()))}
+
+
+def leave_open_hour_unmerged(home: Path, source: Path, written: Written) -> dict[str, Any]:
+    """Experiment: the open hour as the job's rule can leave it, OPEN_PARTITION_BATCHES - 1 committed batch
+    files after its compacted file plus the running batch; return files before/after.
+
+    The generator's open hour is put back as written, then merged up to the batch that leaves that many.
+    """
+    partition = next(source.glob(f"{TABLES[0].prefix}/dt=*/hr=*")).relative_to(source / TABLES[0].prefix)
+    for table in TABLES:
+        shutil.rmtree(home / "lake" / table.prefix / partition)
+        shutil.copytree(source / table.prefix / partition, home / "lake" / table.prefix / partition)
+    last = written.batches - 1
+    result = compact_lake(LakeFiles(str(home / "lake")), last_committed=last - OPEN_PARTITION_BATCHES,
+                          now=datetime.now(UTC), watermark=timedelta(minutes=settings_for(home).watermark_minutes),
+                          open_batches=1)
+    if result.failed:
+        raise RuntimeError(f"compaction failed: {result.failed}")
+    return {"partition": str(partition), "files_before": result.files_before, "files_after": result.files_after,
+            "batch_files_left": live_file_counts(home)[COVERAGE_GRID.name]["batch_files"]}
+
+
+def compact_open_hours_too(home: Path, written: Written) -> dict[str, Any]:
+    """Experiment: compact the open partitions down to their last committed batch; return counts.
+
+    The job leaves up to OPEN_PARTITION_BATCHES - 1 batch files in an open partition. This measures
+    what those cost the readers at most, the floor the job's rule leaves (none, when the generated
+    open hour happened to be merged just now).
     """
     result = compact_lake(LakeFiles(str(home / "lake")), last_committed=written.batches - 2,
                           now=datetime.now(UTC) + timedelta(hours=2), watermark=timedelta(0))
@@ -606,10 +736,28 @@ def notes_for(figures: dict[str, Any]) -> list[str]:
     open_batch_files = {t: c["batch_files"] for t, c in compaction["per_table_after"].items()}
     notes.append(f"The job's compaction (glue_job.compaction.Compactor, run as the local job runs it after its last "
                  f"batch): {compaction['files_before']} -> {compaction['files_after']} live files, "
-                 f"{compaction['partitions_compacted']} closed partitions merged ({compaction['rows_written']:,} rows "
-                 f"rewritten, {compaction['files_deleted']} files deleted) in {compaction['seconds']} s on one core. "
-                 "Partitions still open (hour end within the watermark) keep their batch files: "
+                 f"{compaction['partitions_compacted']} partitions merged ({compaction['open_partitions_compacted']} "
+                 f"of them open; {compaction['rows_written']:,} rows written from "
+                 f"{sum(figures['lake']['rows_per_table'].values()):,} batch rows, rows with equal keys summed; "
+                 f"{compaction['files_deleted']} files deleted), {compaction['rollups_written']} coverage_grid rollups "
+                 f"and {compaction['day_pieces_written']} day pieces written, in {compaction['seconds']} s on one core "
+                 f"(slowest merge {compaction['slowest_merge_s']} s: {compaction['slowest_merge']}). Batch files left "
+                 "(the batch still running, and open partitions below the threshold): "
                  + ", ".join(f"{t} {n}" for t, n in open_batch_files.items()) + ".")
+    variants = figures["coverage_cells_ms"]
+    notes.append("coverage_cells as the console runs it (rollups: whole hours, day pieces, the edge hours' "
+                 "10-minute heads and tails, minute rows for the rest) vs the minute-level query Athena runs, same "
+                 "compacted files, interleaved: " + ", ".join(
+                     f"{label} {variants[label]['minute_level']['median']:.0f} -> "
+                     f"{variants[label]['rollups']['median']:.0f} ms" for label in RANGES) + " (median, including "
+                 "views and DataFrame).")
+    merges = figures["open_partition_merges"]
+    notes.append(f"Open-partition merges, the hour {merges['hour']['partition']} ({merges['hour']['batches']} batches) "
+                 "replayed with the job's cadence (once a minute, last committed batch), CPU seconds: "
+                 + "; ".join(f"threshold {k}: {v['open_merges']} open merges, {v['open_cpu_s']} s while open "
+                             f"(slowest run {v['slowest_open_run_cpu_s']} s), {v['close_cpu_s']} s at close"
+                             for k, v in merges.items() if isinstance(v, dict) and "open_cpu_s" in v)
+                 + f". The job ships threshold {merges['shipped_threshold']}.")
     live_cold, live_warm = render["cold_s"][LIVE]["median"], render["warm_s"][LIVE]["median"]
     lake_share = render["cold_lake_calls_s"][LIVE]["median"]
     verdict = "meets" if live_cold <= RENDER_TARGET_S else "MISSES"
@@ -654,12 +802,19 @@ def notes_for(figures: dict[str, Any]) -> list[str]:
     notes.append("cProfile of kpis over 1h (top own time): " + " | ".join(figures["profile"]["cprofile"])
                  + ". LocalLake.query's own frame is the native DuckDB call cProfile cannot look into.")
     experiment = figures["open_hours_compacted"]
-    notes.append("Experiment, not what the job does: compacting the open hours too (every committed batch, "
+    notes.append("Experiment, not what the job does: compacting the open hours down to their last committed batch "
+                 "(the job waits for the threshold; "
                  f"{experiment['files_before']} -> {experiment['files_after']} live files, {experiment['seconds']} s) "
                  "gives: " + ", ".join(f"{name} {label} {queries_ms[label][name]['median']:.0f} -> "
                                        f"{experiment['queries_ms'][label][name]['median']:.0f} ms"
                                        for label in RANGES for name in queries_ms[label])
                  + ". The difference is what the open hour's batch files cost each query.")
+    worst = figures["open_hour_unmerged"]
+    notes.append(f"Experiment, as many batch files as the job's rule leaves (up to {OPEN_PARTITION_BATCHES - 1} "
+                 f"committed and the running one; the generated open hour {worst['partition']} held "
+                 f"{worst['batch_files_left']} batch files per table): " + ", ".join(
+                     f"{name} {label} {worst['queries_ms'][label][name]['median']:.0f} ms"
+                     for label in RANGES for name in worst["queries_ms"][label]) + ".")
     shared, uncached = figures["sessions"]["shared"], figures["sessions"]["uncached"]
     verdict = "meets" if shared["max_queries_per_panel_per_window"] <= 1 else "MISSES"
     notes.append(
@@ -723,9 +878,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.before:
             figures["queries_ms_before"] = timed_step(
                 "named queries, before compaction", lambda: time_queries(local_lake(home), args.runs), steps)
+        replay_source, open_source = scratch / "replay_source", scratch / "open_source"
+        replayed_hour = keep_an_hour(home, replay_source)  # before compaction merges their batch files
+        keep_open_hour(home, open_source)
         figures["compaction"] = timed_step("compaction", lambda: compact_like_the_job(home, written), steps)
         lake = local_lake(home)  # one DuckDB connection for the timings and the profiles
         figures["queries_ms"] = timed_step("named queries", lambda: time_queries(lake, args.runs), steps)
+        figures["coverage_cells_ms"] = timed_step(
+            "coverage_cells, rollups vs minute-level", lambda: time_coverage_variants(lake, args.runs), steps)
 
         quiet_streamlit()
         # The first session of the process: imports, DuckDB views; reported, not part of the cold figures.
@@ -751,6 +911,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "open hours compacted too (experiment)", lambda: compact_open_hours_too(home, written), steps)
         figures["open_hours_compacted"]["queries_ms"] = timed_step(
             "named queries, open hours compacted too", lambda: time_queries(local_lake(home), args.runs), steps)
+        figures["open_hour_unmerged"] = timed_step(
+            "open hour left unmerged (experiment)", lambda: leave_open_hour_unmerged(home, open_source, written), steps)
+        figures["open_hour_unmerged"]["queries_ms"] = timed_step(
+            "named queries, open hour left unmerged", lambda: time_queries(local_lake(home), args.runs), steps)
+        figures["open_partition_merges"] = {"hour": replayed_hour, "shipped_threshold": OPEN_PARTITION_BATCHES,
+                                            **timed_step("open-partition merges, replayed hour",
+                                                         lambda: open_partition_merges(replay_source, scratch), steps)}
         figures["installed"] = timed_step("installed sizes", installed_sizes, steps)
     finally:
         if args.keep:

@@ -299,11 +299,15 @@ def _whole_hours(start: datetime, end: datetime,
             tail = (start, first_day + day)
         else:
             hourly.append((start, first_day + day))
-        between = [first_day + day * k for k in range(1, (last_day - first_day).days)]
-        if between and all(d in pieces.tails for d in between):
-            days = (between[0], last_day)
-        elif between:
-            hourly.append((between[0], last_day))
+        # Whole days only when every one has a current piece: never more days than pieces, so an
+        # unbounded range (the defaults span millennia) costs nothing to check.
+        days_between = (last_day - first_day).days - 1
+        if 0 < days_between <= len(pieces.tails) and all(
+            first_day + day * k in pieces.tails for k in range(1, days_between + 1)
+        ):
+            days = (first_day + day, last_day)
+        elif days_between > 0:
+            hourly.append((first_day + day, last_day))
         if end > last_day:
             if end - timedelta(hours=1) in pieces.heads:
                 head = (last_day, end)

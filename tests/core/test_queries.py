@@ -45,6 +45,19 @@ def test_bind_without_times_covers_everything() -> None:
                       "1970-01-01 00:00:00.000", "9999-12-31 23:59:59.000")
 
 
+def test_rollup_spans_of_an_unbounded_range_use_day_pieces_only_when_every_day_has_one() -> None:
+    # The defaults span millennia; whole days count only when every day between has a current piece.
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+    day = timedelta(days=1)
+    few = Q.DayPieces(tails=frozenset({start + day, start + 2 * day}))
+    spans = Q.rollup_spans(start, end, 10, few)
+    assert spans.days[0] == spans.days[1]  # no whole-day span: most days have no piece
+    assert (spans.covered_from, spans.covered_to) == (start, end)
+    every = Q.DayPieces(tails=frozenset({start + day * k for k in range(1, 4)}))
+    short = Q.rollup_spans(start, start + 4 * day, 10, every)
+    assert short.days == (start + day, start + 4 * day)
+
+
 @pytest.mark.parametrize(
     ("since", "until", "bounds"),
     [

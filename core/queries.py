@@ -375,38 +375,13 @@ def _partition(moment: datetime) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 
-def bind(name: str, values: Mapping[str, Any] | None = None, *, local: bool = False,
-         day_pieces: DayPieces = DayPieces()) -> tuple[NamedQuery, tuple[Any, ...]]:
-    """Return the query and its positional parameters for `since` / `until` (both optional).
-
-    `local`: the local lake's variant of the query when it has one (same result, reads rollups);
-    `day_pieces`: the current day pieces it may read (from the same listing as its views).
-    """
-    query = LOCAL_QUERIES.get(name, get(name)) if local else get(name)
-    values = dict(values or {})
-    unknown = sorted(set(values) - {"since", "until"})
-    if unknown:
-        raise InputError(f"query {name} has no parameter {unknown[0]!r}")
-    since = parse_time(values["since"], "since") if values.get("since") is not None else EARLIEST
-    until = parse_time(values["until"], "until") if values.get("until") is not None else LATEST
-    if until <= since:
-        raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
-    # Partition bounds let DuckDB and Athena skip files; the time bounds decide which rows count. The
-    # last partition is the one of the last instant before `until` (excluded): an `until` on the hour
-    # does not read the next hour.
-    first, end = _to_millis(since), _to_millis(until)
-    last = end - timedelta(microseconds=1) if end > first else first  # an empty range reads one partition
+def _rollup_parameters(first: datetime, end: datetime, day_pieces: DayPieces) -> dict[str, Any]:
+    """Return the rollup spans of [first, end) as the local coverage_cells' parameters."""
     spans = rollup_spans(first, end, COVERAGE_GRID_ROLLUP.block_minutes, day_pieces)
     day_tail_dt, day_tail_hr = _partition(spans.day_tail_start)
     day_head_dt, day_head_hr = _partition(spans.day_head_start + timedelta(minutes=spans.day_head_minutes)
                                           - timedelta(hours=1) if spans.day_head_minutes else spans.day_head_start)
-    bound: dict[str, Any] = {
-        "dt_from": first.strftime("%Y-%m-%d"),
-        "hr_from": first.strftime("%H"),
-        "dt_to": last.strftime("%Y-%m-%d"),
-        "hr_to": last.strftime("%H"),
-        "since": _sql_time(since),
-        "until": _sql_time(until),
+    return {
         "hours_from": _sql_time(spans.hours[0][0]),
         "hours_to": _sql_time(spans.hours[0][1]),
         "more_hours_from": _sql_time(spans.hours[1][0]),
@@ -428,4 +403,37 @@ def bind(name: str, values: Mapping[str, Any] | None = None, *, local: bool = Fa
         "covered_from": _sql_time(spans.covered_from),
         "covered_to": _sql_time(spans.covered_to),
     }
+
+
+def bind(name: str, values: Mapping[str, Any] | None = None, *, local: bool = False,
+         day_pieces: DayPieces = DayPieces()) -> tuple[NamedQuery, tuple[Any, ...]]:
+    """Return the query and its positional parameters for `since` / `until` (both optional).
+
+    `local`: the local lake's variant of the query when it has one (same result, reads rollups);
+    `day_pieces`: the current day pieces it may read (from the same listing as its views).
+    """
+    query = LOCAL_QUERIES.get(name, get(name)) if local else get(name)
+    values = dict(values or {})
+    unknown = sorted(set(values) - {"since", "until"})
+    if unknown:
+        raise InputError(f"query {name} has no parameter {unknown[0]!r}")
+    since = parse_time(values["since"], "since") if values.get("since") is not None else EARLIEST
+    until = parse_time(values["until"], "until") if values.get("until") is not None else LATEST
+    if until <= since:
+        raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
+    # Partition bounds let DuckDB and Athena skip files; the time bounds decide which rows count. The
+    # last partition is the one of the last instant before `until` (excluded): an `until` on the hour
+    # does not read the next hour.
+    first, end = _to_millis(since), _to_millis(until)
+    last = end - timedelta(microseconds=1) if end > first else first  # an empty range reads one partition
+    bound: dict[str, Any] = {
+        "dt_from": first.strftime("%Y-%m-%d"),
+        "hr_from": first.strftime("%H"),
+        "dt_to": last.strftime("%Y-%m-%d"),
+        "hr_to": last.strftime("%H"),
+        "since": _sql_time(since),
+        "until": _sql_time(until),
+    }
+    if any(p not in bound for p in query.parameters):  # only the local coverage_cells reads rollups
+        bound.update(_rollup_parameters(first, end, day_pieces))
     return query, tuple(bound[p] for p in query.parameters)

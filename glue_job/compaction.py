@@ -36,6 +36,7 @@ partition, it does not know this rule, and would count covered files twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -178,22 +179,26 @@ def _cast(batch: pa.RecordBatch, spec: TableSpec) -> pa.Table:
     return pa.Table.from_batches([batch]).select(spec.schema.names).cast(spec.schema)
 
 
+def _delete_if_present(lake: LakeFiles, path: str) -> None:
+    if lake.fs.get_file_info(path).type == pafs.FileType.File:
+        lake.fs.delete_file(path)
+
+
 def _write(lake: LakeFiles, folder: str, name: str, tables: Iterable[pa.Table], schema: pa.Schema,
            mtime_ns: int | None) -> int:
     """Write the tables as one file (temporary file, then rename); return the rows written."""
     target = f"{folder}/{name}"
     temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
     rows = 0
-    try:
+    with contextlib.ExitStack() as unless_moved:
+        # A failed write leaves no temporary file behind (readers never list them; this keeps the disk clean).
+        unless_moved.callback(_delete_if_present, lake, temporary)
         with pq.ParquetWriter(temporary, schema, filesystem=lake.fs, compression="snappy") as writer:
             for table in tables:
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
         lake.fs.move(temporary, target)
-    except BaseException:
-        if lake.fs.get_file_info(temporary).type == pafs.FileType.File:
-            lake.fs.delete_file(temporary)
-        raise
+        unless_moved.pop_all()
     if lake.local and mtime_ns is not None:
         # The data's as-of time (the newest file's mtime, read by the console) is the newest input's.
         os.utime(target, ns=(mtime_ns, mtime_ns))

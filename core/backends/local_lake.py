@@ -12,6 +12,7 @@ variant (core.queries.LOCAL_QUERIES), which reads them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -98,11 +99,10 @@ class LocalLake:
         """Return a cursor whose views read the tables' (default: every table's) live files now,
         and the day pieces they hold (for queries.bind)."""
         cursor = self._new_cursor()
-        try:
+        with contextlib.ExitStack() as unless_returned:
+            unless_returned.callback(cursor.close)  # a cursor whose views failed is closed, not leaked
             pieces = self._create_views(cursor, [t.name for t in TABLES] if tables is None else tables, [])
-        except BaseException:
-            cursor.close()
-            raise
+            unless_returned.pop_all()
         return cursor, pieces
 
     @staticmethod

@@ -304,7 +304,7 @@ def main(argv: Sequence[str]) -> None:
     lake = LakeFiles(args.lake_uri)
     listener = StatusListener(StatusTracker(lake, args.job_name))
     records = transforms.parse_records(raw_kinesis_frame(glue_context, args.stream_arn, args.starting_position))
-    deduplicated = transforms.deduplicate_within_watermark(records, args.watermark_minutes)
+    deduplicated = transforms.deduplicate_within_watermark(transforms.sink_columns(records), args.watermark_minutes)
 
     def batch_function(frame: DataFrame, batch_id: int) -> None:
         process_batch(frame, batch_id, lake, listener, args.grid_degrees)

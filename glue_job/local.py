@@ -113,7 +113,7 @@ def run(settings: Settings, *, available_now: bool = False, cores: str = "*") ->
         compactor.maybe_run(last_committed=batch_id - 1)
 
     records = transforms.parse_records(read_local_stream(spark, stream_folder(settings), settings.max_files_per_batch))
-    deduplicated = transforms.deduplicate_within_watermark(records, settings.watermark_minutes)
+    deduplicated = transforms.deduplicate_within_watermark(transforms.sink_columns(records), settings.watermark_minutes)
     writer = (
         deduplicated.writeStream.queryName(settings.job_name)
         .foreachBatch(for_each_batch(process))

@@ -29,6 +29,8 @@ from core.lake_layout import (
 )
 from glue_job import transforms
 
+BATCH_ID = "batch_id"
+
 
 class LakeFiles:
     """Files under the lake root, local or on S3, written whole (readers never see half a file)."""
@@ -86,17 +88,21 @@ class BatchOutput:
     files_written: int
 
 
-def _collect(frame: DataFrame, schema: pa.Schema, *extra: str) -> pa.Table:
-    """Return the frame's schema columns (and extra columns as they come) as one Arrow table."""
+def _collect(frame: DataFrame, schema: pa.Schema, batch_id: int, *extra: str) -> pa.Table:
+    """Return the frame's schema columns (and extra columns as they come) as one Arrow table.
+
+    The schema's batch_id column is filled here, not in Spark (see transforms._partitioned).
+    """
     # Timestamps leave Spark as epoch millis: the conversion would otherwise go through the driver's
     # local time zone. Arrow collection (toPandas with spark.sql.execution.arrow.pyspark.enabled)
     # moves columns in bulk: a batch's coverage grid (tens of thousands of groups) took 1.8 s as
     # Row objects and 0.25 s as Arrow.
     selected = [
         F.unix_millis(F.col(f.name)).alias(f.name) if pa.types.is_timestamp(f.type) else F.col(f.name)
-        for f in schema
+        for f in schema if f.name != BATCH_ID
     ]
-    return pa.Table.from_pandas(frame.select(*selected, *extra).toPandas(), preserve_index=False)
+    table = pa.Table.from_pandas(frame.select(*selected, *extra).toPandas(), preserve_index=False)
+    return table.append_column(BATCH_ID, pa.repeat(pa.scalar(batch_id, pa.int64()), table.num_rows))
 
 
 def _partitions(collected: pa.Table, spec: TableSpec) -> dict[tuple[str, str], pa.Table]:
@@ -127,9 +133,9 @@ def _write_partitions(lake: LakeFiles, spec: TableSpec, collected: pa.Table, bat
 
 
 # Every column aggregate_tables yields, typed as the tables declare them.
-_TABLE_FIELDS = {f.name: f for spec in AGGREGATION_TABLES for f in spec.schema if f.name != "batch_id"}
+_TABLE_FIELDS = {f.name: f for spec in AGGREGATION_TABLES for f in spec.schema if f.name != BATCH_ID}
 _AGGREGATES_SCHEMA = pa.schema([pa.field("table", pa.string()), *_TABLE_FIELDS.values(),
-                                pa.field("batch_id", pa.int64())])
+                                pa.field(BATCH_ID, pa.int64())])
 
 
 def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degrees: float,
@@ -140,7 +146,7 @@ def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degr
     tables come from one Spark job (transforms.aggregate_tables); quarantine is read only when the
     batch has some.
     """
-    aggregates = _collect(transforms.aggregate_tables(records, batch_id, grid_degrees), _AGGREGATES_SCHEMA,
+    aggregates = _collect(transforms.aggregate_tables(records, grid_degrees), _AGGREGATES_SCHEMA, batch_id,
                           "dt", "hr")
     tables = aggregates.column("table")
     files = 0
@@ -150,6 +156,6 @@ def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degr
     quarantined_groups = aggregates.filter(pc.equal(tables, transforms.QUARANTINED_TAG))
     quarantined = pc.sum(quarantined_groups.column("record_count")).as_py() or 0
     if quarantined:
-        rows = _collect(transforms.quarantined(records, batch_id), QUARANTINE.schema, "dt", "hr")
+        rows = _collect(transforms.quarantined(records), QUARANTINE.schema, batch_id, "dt", "hr")
         files += _write_partitions(lake, QUARANTINE, rows, batch_id)[1]
     return BatchOutput(batch_id, input_rows, input_rows - quarantined, quarantined, files)

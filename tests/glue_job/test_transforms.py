@@ -239,13 +239,13 @@ def test_quarantined_rows_are_partitioned_by_arrival_time(spark: SparkSession) -
     # Move every event time hours away: the quarantine partition must follow the arrival time only.
     records = transforms.parse_records(raw).withColumn("event_time", F.col("event_time") + F.expr("INTERVAL 5 HOURS"))
 
-    actual = transforms.quarantined(records, BATCH_ID)
+    actual = transforms.quarantined(records)
 
     expected = spark.createDataFrame(
         [
-            (before_midnight, "s-1", R.REASON_MALFORMED_JSON, malformed, BATCH_ID, "2024-05-01", "23"),
-            (after_midnight, "s-2", R.REASON_FUTURE_EVENT_TIME, future, BATCH_ID, "2024-05-02", "00"),
+            (before_midnight, "s-1", R.REASON_MALFORMED_JSON, malformed, "2024-05-01", "23"),
+            (after_midnight, "s-2", R.REASON_FUTURE_EVENT_TIME, future, "2024-05-02", "00"),
         ],
-        f"arrival_time timestamp, stream_seq string, reason string, raw_payload string, {PARTITION_SCHEMA}",
+        "arrival_time timestamp, stream_seq string, reason string, raw_payload string, dt string, hr string",
     )
     assert_equal(actual, expected)

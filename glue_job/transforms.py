@@ -212,13 +212,6 @@ def deduplicate_within_watermark(records: DataFrame, watermark_minutes: int) -> 
     )
 
 
-def _with_window(records: DataFrame) -> DataFrame:
-    start = F.date_trunc("minute", F.col("event_time"))
-    return records.withColumn("window_start", start).withColumn(
-        "window_end", start + F.expr(f"INTERVAL {WINDOW_SECONDS} SECONDS")
-    )
-
-
 def _partitioned(frame: DataFrame, time_column: str) -> DataFrame:
     # No batch_id here: a literal that changes every batch makes Spark generate and compile the
     # batch's code anew (and the JIT warm it up anew); the sink adds batch_id to what it collects.
@@ -255,39 +248,38 @@ _ANY_GRID = 1.0  # the grid only shapes coverage_grid's keys
 def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
     """Return every aggregation table's partial aggregates per 1-minute window, from one pass.
 
-    Each record fans out into one keyed row per table (coverage_grid only when located) and one
-    groupBy computes every partial aggregate: one scan of the batch and one shuffle, where a job per
-    table scanned and shuffled it four times (half of a batch's time). Column `table` names the
-    table; the other tables' key columns are null. Quarantined records are counted under
-    QUARANTINED_TAG (record_count), so the caller knows whether there is quarantine to write.
+    Each record fans out into one row per table (coverage_grid only when located) and one groupBy
+    computes every partial aggregate: one scan of the batch and one shuffle, where a job per table
+    scanned and shuffled it four times (half of a batch's time). Column `table` names the table; the
+    other tables' key columns are null. Quarantined records are counted under QUARANTINED_TAG
+    (record_count), so the caller knows whether there is quarantine to write.
     """
+    # The fan-out is a constant array of table numbers, and each key column is "this column when the
+    # row's table has it": no struct per row and table, which cost a third more (measured on 200k
+    # records). window_end is derived after the groupBy rather than grouped on.
+    tables = (*TABLE_KEYS, QUARANTINED_TAG)
+    number = F.col("_table")
     usable = F.col("quarantine_reason").isNull()
     located = usable & F.col("lat").isNotNull() & F.col("long").isNotNull()
+    kept = (
+        F.when(number == tables.index(COVERAGE_GRID.name), located)
+        .when(number == tables.index(QUARANTINED_TAG), ~usable)
+        .otherwise(usable)
+    )
     cells = {
         "lat_cell": F.round(F.floor(F.col("lat") / grid_degrees) * grid_degrees, 6),
         "lon_cell": F.round(F.floor(F.col("long") / grid_degrees) * grid_degrees, 6),
     }
-
-    def keyed(table: str, condition: Column) -> Column:
-        keys = TABLE_KEYS.get(table, ())
-        fields = [F.lit(table).alias("table")] + [
-            (cells[name] if name in cells else F.col(name)).alias(name) if name in keys
-            else F.lit(None).cast(T.DoubleType() if name in cells else T.StringType()).alias(name)
-            for name in _KEY_COLUMNS
-        ]
-        return F.when(condition, F.struct(*fields))
-
-    fanned = _with_window(records).select(
-        "window_start", "window_end", "signal", "precission", "satellites",
-        F.explode(F.array(
-            keyed(SIGNAL_STRENGTH_BY_OPERATOR.name, usable),
-            keyed(GPS_PRECISION_BY_PROVIDER.name, usable),
-            keyed(STATUS_COUNT.name, usable),
-            keyed(COVERAGE_GRID.name, located),
-            keyed(QUARANTINED_TAG, ~usable),
-        )).alias("key"),
-    ).where(F.col("key").isNotNull())
-    aggregate = fanned.groupBy("window_start", "window_end", "key").agg(
+    keys = [
+        F.when(number.isin([i for i, table in enumerate(tables) if name in TABLE_KEYS.get(table, ())]),
+               cells.get(name, F.col(name))).alias(name)
+        for name in _KEY_COLUMNS
+    ]
+    fanned = records.select("*", F.explode(F.array(*[F.lit(i) for i in range(len(tables))])).alias("_table"))
+    aggregate = fanned.where(kept).select(
+        F.date_trunc("minute", F.col("event_time")).alias("window_start"), "_table", *keys,
+        "signal", "precission", "satellites",
+    ).groupBy("window_start", "_table", *_KEY_COLUMNS).agg(
         F.sum("signal").alias("signal_sum"),
         F.count("signal").alias("signal_count"),
         F.min("signal").alias("signal_min"),
@@ -297,8 +289,14 @@ def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
         F.sum("satellites").alias("satellites_sum"),
         F.count("satellites").alias("satellites_count"),
         F.count(F.lit(1)).alias("record_count"),
-    ).select("window_start", "window_end", "key.*", *_METRIC_COLUMNS)
-    return _partitioned(aggregate, "window_start")
+    )
+    window_end = F.col("window_start") + F.expr(f"INTERVAL {WINDOW_SECONDS} SECONDS")
+    table = F.element_at(F.array(*[F.lit(name) for name in tables]), number + 1)
+    return _partitioned(
+        aggregate.select("window_start", window_end.alias("window_end"), table.alias("table"), *_KEY_COLUMNS,
+                         *_METRIC_COLUMNS),
+        "window_start",
+    )
 
 
 def table_rows(aggregates: DataFrame, table: str, batch_id: int) -> DataFrame:

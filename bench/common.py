@@ -37,7 +37,8 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
-def _tree_rss_kib(root: int) -> int:
+def _tree_pids(root: int) -> tuple[list[int], dict[int, int]]:
+    """Return the pids of root and all its descendants, and each one's VmRSS in KiB."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -51,12 +52,17 @@ def _tree_rss_kib(root: int) -> int:
         pid = int(entry)
         children.setdefault(int(fields.get("PPid", "0").strip() or 0), []).append(pid)
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
-    total, stack = 0, [root]
+    tree, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += _proportional_kib(pid, rss.get(pid, 0))
+        tree.append(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return tree, rss
+
+
+def _tree_rss_kib(root: int) -> int:
+    tree, rss = _tree_pids(root)
+    return sum(_proportional_kib(pid, rss.get(pid, 0)) for pid in tree)
 
 
 def _proportional_kib(pid: int, rss_kib: int) -> int:
@@ -99,6 +105,77 @@ class PeakRss:
     def peak_mib(self) -> float:
         """Return the peak in MiB."""
         return round(self.peak_kib / 1024, 1)
+
+
+# A JVM's threads by name prefix (Linux keeps the first 15 characters), first match wins.
+JVM_THREAD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("JIT compilers", ("C1 CompilerThre", "C2 CompilerThre")),
+    ("garbage collector", ("GC Thread", "G1 ")),
+    ("Spark tasks", ("Executor task l",)),
+)
+OTHER_JVM_THREADS = "other JVM threads (query driver, scheduler, start-up)"
+
+
+def _thread_group(process: str, thread: str) -> str:
+    if process != "java":
+        return f"{process} processes"
+    return next((group for group, prefixes in JVM_THREAD_GROUPS if thread.startswith(prefixes)), OTHER_JVM_THREADS)
+
+
+class ThreadCpu:
+    """Sample the CPU seconds of every thread of a process and its children, until stopped.
+
+    Java Flight Recorder samples only Java code, so it cannot see the JIT compilers and the garbage
+    collector, which are native threads; their CPU time is in /proc. A thread's last sample counts,
+    so up to one interval of a thread that ends is missed.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self._seconds: dict[tuple[int, int], tuple[str, float]] = {}
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for pid in _tree_pids(self.pid)[0]:
+            try:
+                with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+                    process = comm.read().strip()
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{task}/stat", encoding="utf-8", errors="replace") as stat:
+                        text = stat.read()
+                except OSError:
+                    continue
+                name = text[text.index("(") + 1:text.rindex(")")]
+                fields = text[text.rindex(")") + 2:].split()
+                seconds = (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
+                self._seconds[(pid, int(task))] = (_thread_group(process, name), seconds)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> ThreadCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_group(self) -> dict[str, float]:
+        """Return CPU seconds per thread group, largest first."""
+        totals: dict[str, float] = {}
+        for group, seconds in self._seconds.values():
+            totals[group] = totals.get(group, 0.0) + seconds
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+        return {group: round(seconds, 1) for group, seconds in ranked if seconds >= 0.05}  # not the shell helpers
 
 
 def record(name: str, figures: dict[str, Any], *, notes: Iterable[str] = (), command: str | None = None) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import jvm_profile
-from bench.common import PeakRss, record, stats
+from bench.common import PeakRss, ThreadCpu, record, stats
 from bench.seed_design import RESULT_PREFIX
 from core.backends.local_stream import LocalStream
 from core.config import Settings
@@ -138,6 +138,7 @@ class Run:
     wall_seconds: float
     peak_mib: float
     detail: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # by thread group (bench.common.ThreadCpu)
     load_before: float = 0.0  # 1-minute load average when the run began: other work on the machine
 
 
@@ -148,8 +149,10 @@ def _child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def measure(kind: str, command: list[str], home: Path, *, java_options: str | None = None) -> tuple[float, float, str]:
-    """Run a command to completion; return (wall seconds, peak tree memory MiB, stdout)."""
+def measure(kind: str, command: list[str], home: Path, *,
+            java_options: str | None = None) -> tuple[float, float, str, dict[str, float]]:
+    """Run a command to completion; return (wall seconds, peak tree memory MiB, stdout, CPU seconds by
+    thread group)."""
     log = home / f"{kind}.log"
     env = _child_env(home)
     if java_options:
@@ -158,13 +161,13 @@ def measure(kind: str, command: list[str], home: Path, *, java_options: str | No
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=errors)
-        with PeakRss(process.pid) as peak:
+        with PeakRss(process.pid) as peak, ThreadCpu(process.pid) as cpu:
             stdout, _ = process.communicate()
         wall = time.perf_counter() - started
     if process.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise RuntimeError(f"{kind} run failed with exit code {process.returncode}:\n" + "\n".join(tail))
-    return wall, peak.peak_mib, stdout.decode(errors="replace")
+    return wall, peak.peak_mib, stdout.decode(errors="replace"), cpu.by_group()
 
 
 def run_ours(home: Path, profile: Path | None = None) -> Run:
@@ -173,8 +176,8 @@ def run_ours(home: Path, profile: Path | None = None) -> Run:
     With a profile folder, the JVM records the run with Java Flight Recorder into it.
     """
     options = jvm_profile.recording_options(profile) if profile else None
-    wall, peak, _ = measure("ours", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home,
-                            java_options=options)
+    wall, peak, _, cpu = measure("ours", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home,
+                                 java_options=options)
     status = json.loads((home / "lake" / JOB_STATE_PREFIX / JOB_STATUS_FILE).read_text(encoding="utf-8"))
     batches = [b for b in status["recent_batches"] if b["input_rows"]]
     busy_ms = sum(b["duration_ms"] for b in batches)
@@ -190,22 +193,22 @@ def run_ours(home: Path, profile: Path | None = None) -> Run:
         "job_rows_per_second": round(status["totals"]["input_rows"] / (busy_ms / 1000)) if busy_ms else None,
         "batch_processed_rows_per_second": [round(b["processed_rows_per_second"]) for b in batches],
         "phases_ms": phases,
-    })
+    }, cpu)
 
 
 def run_seed(home: Path) -> Run:
     """Run the seed design with availableNow over the stream in home; return its figures."""
     command = [sys.executable, "-m", "bench.seed_design", "--home", str(home),
                "--max-files", str(MAX_FILES_PER_BATCH), "--cores", str(CORES)]
-    wall, peak, stdout = measure("seed", command, home)
+    wall, peak, stdout, cpu = measure("seed", command, home)
     line = next(x for x in stdout.splitlines() if x.startswith(RESULT_PREFIX))
-    return Run("seed", wall, peak, json.loads(line[len(RESULT_PREFIX):]))
+    return Run("seed", wall, peak, json.loads(line[len(RESULT_PREFIX):]), cpu)
 
 
 def run_startup(home: Path) -> Run:
     """Run our job on an empty stream: Spark start-up, query start and shutdown, no data."""
-    wall, peak, _ = measure("startup", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home)
-    return Run("startup", wall, peak)
+    wall, peak, _, cpu = measure("startup", [sys.executable, "-m", "core.cli", "job", "run", "--available-now"], home)
+    return Run("startup", wall, peak, cpu_seconds=cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,6 +286,7 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
             "phases_ms_median": ours_phases,
             "totals_last_run": ours[-1].detail["totals"],
             "batch_processed_rows_per_second_last_run": ours[-1].detail["batch_processed_rows_per_second"],
+            "cpu_seconds_by_thread_group_median": _median_cpu(ours),
         },
         "seed": {
             "rows_per_second": _rounded(seed_rate),
@@ -290,13 +294,27 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
             "peak_mib": _rounded(stats([r.peak_mib for r in seed]), 1),
             "queries_last_run": seed[-1].detail["queries"],
             "emitted_windows_last_run": sum(q["emitted_windows"] for q in seed[-1].detail["queries"].values()),
+            "cpu_seconds_by_thread_group_median": _median_cpu(seed),
         },
         "ratio_ours_over_seed": round(ours_rate["median"] / seed_rate["median"], 2),
-        "startup": {"wall_seconds": round(startup.wall_seconds, 1), "peak_mib": startup.peak_mib},
+        "startup": {"wall_seconds": round(startup.wall_seconds, 1), "peak_mib": startup.peak_mib,
+                    "cpu_seconds_by_thread_group": startup.cpu_seconds},
         "cores": CORES,
         "load_average_at_run_start": {f"{r.kind}-{i // 2 + 1}": round(r.load_before, 1) for i, r in enumerate(runs)},
         "benchmark_seconds": round(total_seconds),
     }
+
+
+def _median_cpu(runs: list[Run]) -> dict[str, float]:
+    groups = {group for run in runs for group in run.cpu_seconds}
+    medians = {group: round(statistics.median(run.cpu_seconds.get(group, 0.0) for run in runs), 1) for group in groups}
+    return dict(sorted(medians.items(), key=lambda kv: -kv[1]))
+
+
+def _cpu_note(name: str, cpu: dict[str, float]) -> str:
+    total = sum(cpu.values()) or 1.0
+    shares = ", ".join(f"{group} {seconds:.1f} s ({100 * seconds / total:.0f}%)" for group, seconds in cpu.items())
+    return f"{name}: {total:.1f} CPU seconds in all: {shares}"
 
 
 def _rounded(values: dict[str, float], digits: int = 0) -> dict[str, float]:
@@ -334,6 +352,10 @@ def _notes(figures: dict[str, Any]) -> list[str]:
         f"getBatch {phases.get('getBatch', 0):.0f} ms, the other phases {other:.0f} ms.",
         "Peak memory is the sum of PSS over the process tree (Python driver + JVM + helpers), so pages a forked "
         "helper shares with the JVM count once.",
+        "CPU time by thread (from /proc, sampled every 0.5 s, median of runs; JFR below cannot see the JIT "
+        "compilers and the garbage collector, which are native threads): "
+        + _cpu_note("ours", ours["cpu_seconds_by_thread_group_median"]) + "; "
+        + _cpu_note("seed", seed["cpu_seconds_by_thread_group_median"]) + ".",
         "Where our job's JVM time goes (Java Flight Recorder samples of the last run of ours, by activity; py-spy "
         f"would see only the waiting Python driver): {ours.get('jvm_profile_last_run_percent')}.",
         f"1-minute load average at the start of each run (on {figures['cores']} cores): "

@@ -25,7 +25,7 @@ ACTIVITIES: tuple[tuple[str, str], ...] = (
     ("collecting results (Arrow)", r"ArrowConverters|collectAsArrow|arrow"),
     ("query planning and optimisation", r"catalyst\.rules|optimizedPlan|executedPlan|Analyzer"),
 )
-OTHER = "other (JIT compiler, GC, scheduler, start-up)"
+OTHER = "other Java code (scheduler, serialisation, start-up)"  # JIT and GC threads are native: not sampled
 _FRAME = re.compile(r"^\s+([\w$.<>/]+)\(.*?line:", re.MULTILINE)
 
 

@@ -108,10 +108,11 @@ class PeakRss:
 
 
 # A JVM's threads by name prefix (Linux keeps the first 15 characters), first match wins.
+SPARK_TASKS = "Spark tasks"
 JVM_THREAD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JIT compilers", ("C1 CompilerThre", "C2 CompilerThre")),
     ("garbage collector", ("GC Thread", "G1 ")),
-    ("Spark tasks", ("Executor task l",)),
+    (SPARK_TASKS, ("Executor task l",)),
 )
 OTHER_JVM_THREADS = "other JVM threads (query driver, scheduler, start-up)"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import jvm_profile
-from bench.common import PeakRss, ThreadCpu, record, stats
+from bench.common import SPARK_TASKS, PeakRss, ThreadCpu, record, stats
 from bench.seed_design import RESULT_PREFIX
 from core.backends.local_stream import LocalStream
 from core.config import Settings
@@ -297,6 +297,7 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
             "cpu_seconds_by_thread_group_median": _median_cpu(seed),
         },
         "ratio_ours_over_seed": round(ours_rate["median"] / seed_rate["median"], 2),
+        "spark_task_cpu_seconds": _task_cpu(ours, seed),
         "startup": {"wall_seconds": round(startup.wall_seconds, 1), "peak_mib": startup.peak_mib,
                     "cpu_seconds_by_thread_group": startup.cpu_seconds},
         "cores": CORES,
@@ -305,10 +306,23 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
     }
 
 
+def _task_cpu(ours: list[Run], seed: list[Run]) -> dict[str, float]:
+    # The data work proper: CPU of Spark's task threads (read, parse, normalise, de-duplicate, aggregate).
+    mine = statistics.median(r.cpu_seconds.get(SPARK_TASKS, 0.0) for r in ours)
+    theirs = statistics.median(r.cpu_seconds.get(SPARK_TASKS, 0.0) for r in seed)
+    return {"ours": round(mine, 1), "seed": round(theirs, 1),
+            "ratio_seed_over_ours": round(theirs / mine, 2) if mine else 0.0}
+
+
 def _median_cpu(runs: list[Run]) -> dict[str, float]:
     groups = {group for run in runs for group in run.cpu_seconds}
     medians = {group: round(statistics.median(run.cpu_seconds.get(group, 0.0) for run in runs), 1) for group in groups}
     return dict(sorted(medians.items(), key=lambda kv: -kv[1]))
+
+
+def _fixed(design: dict[str, Any]) -> float:
+    cpu = design["cpu_seconds_by_thread_group_median"]
+    return sum(seconds for group, seconds in cpu.items() if group != SPARK_TASKS)
 
 
 def _cpu_note(name: str, cpu: dict[str, float]) -> str:
@@ -356,6 +370,14 @@ def _notes(figures: dict[str, Any]) -> list[str]:
         "compilers and the garbage collector, which are native threads): "
         + _cpu_note("ours", ours["cpu_seconds_by_thread_group_median"]) + "; "
         + _cpu_note("seed", seed["cpu_seconds_by_thread_group_median"]) + ".",
+        f"Spark task threads (the data work: read, parse, normalise, de-duplicate, aggregate) used "
+        f"{figures['spark_task_cpu_seconds']['ours']} CPU s in ours and {figures['spark_task_cpu_seconds']['seed']} "
+        f"in the seed: the seed's data work is {figures['spark_task_cpu_seconds']['ratio_seed_over_ours']}x ours. "
+        f"Everything else (JIT compilers, driver and start-up threads, GC, Python) used {_fixed(ours):.1f} CPU s in "
+        f"ours, {_fixed(seed):.1f} in the seed: on {figures['cores']} cores that alone is "
+        f"{_fixed(ours) / figures['cores']:.1f} s of wall time, "
+        f"{100 * _fixed(ours) / figures['cores'] / seed['wall_seconds']['median']:.0f}% of the seed's "
+        f"{seed['wall_seconds']['median']} s.",
         "Where our job's JVM time goes (Java Flight Recorder samples of the last run of ours, by activity; py-spy "
         f"would see only the waiting Python driver): {ours.get('jvm_profile_last_run_percent')}.",
         f"1-minute load average at the start of each run (on {figures['cores']} cores): "

@@ -36,11 +36,9 @@ partition, it does not know this rule, and would count covered files twice.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -179,26 +177,20 @@ def _cast(batch: pa.RecordBatch, spec: TableSpec) -> pa.Table:
     return pa.Table.from_batches([batch]).select(spec.schema.names).cast(spec.schema)
 
 
-def _delete_if_present(lake: LakeFiles, path: str) -> None:
-    if lake.fs.get_file_info(path).type == pafs.FileType.File:
-        lake.fs.delete_file(path)
-
-
 def _write(lake: LakeFiles, folder: str, name: str, tables: Iterable[pa.Table], schema: pa.Schema,
            mtime_ns: int | None) -> int:
-    """Write the tables as one file (temporary file, then rename); return the rows written."""
+    """Write the tables as one file (LakeFiles.write_atomically); return the rows written."""
     target = f"{folder}/{name}"
-    temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
     rows = 0
-    with contextlib.ExitStack() as unless_moved:
-        # A failed write leaves no temporary file behind (readers never list them; this keeps the disk clean).
-        unless_moved.callback(_delete_if_present, lake, temporary)
-        with pq.ParquetWriter(temporary, schema, filesystem=lake.fs, compression="snappy") as writer:
+
+    def write(path: str) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(path, schema, filesystem=lake.fs, compression="snappy") as writer:
             for table in tables:
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
-        lake.fs.move(temporary, target)
-        unless_moved.pop_all()
+
+    lake.write_atomically(target, write)
     if lake.local and mtime_ns is not None:
         # The data's as-of time (the newest file's mtime, read by the console) is the newest input's.
         os.utime(target, ns=(mtime_ns, mtime_ns))

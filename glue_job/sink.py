@@ -8,8 +8,10 @@ local folder or to S3.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +45,27 @@ class LakeFiles:
         """Return the absolute path of a file under the root."""
         return f"{self.root.rstrip('/')}/{relative}"
 
-    def _write(self, relative: str, write: Any) -> None:
-        target = self.path(relative)
+    def write_atomically(self, target: str, write: Callable[[str], None]) -> None:
+        """Have write(path) write the file at the absolute path target, which readers then see whole or
+        not at all: locally through a hidden temporary file and a rename, which a failed write removes."""
         parent, _, name = target.rpartition("/")
         self.fs.create_dir(parent, recursive=True)
         if not self.local:
             write(target)  # an S3 PUT is atomic: readers see the old object or the new one
             return
         temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        write(temporary)
-        self.fs.move(temporary, target)
+        with contextlib.ExitStack() as unless_moved:
+            unless_moved.callback(self._delete_if_present, temporary)
+            write(temporary)
+            self.fs.move(temporary, target)
+            unless_moved.pop_all()
+
+    def _delete_if_present(self, path: str) -> None:
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
+    def _write(self, relative: str, write: Callable[[str], None]) -> None:
+        self.write_atomically(self.path(relative), write)
 
     def write_table(self, relative: str, table: pa.Table) -> None:
         """Write a Parquet file (Snappy) at the relative path."""

@@ -172,3 +172,20 @@ def test_no_temporary_files_are_left(first_write: tuple[Path, BatchOutput]) -> N
 
     assert_no_temporary_files(tmp_path)
     assert lake.read_json("_job/status.json") == {"ok": False}
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path: Path) -> None:
+    lake = LakeFiles(str(tmp_path))
+    lake.write_json("status/doc.json", {"version": 1})
+
+    def half_then_fail(path: str) -> None:
+        Path(path).write_text('{"version": 2, "half', encoding="utf-8")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        lake.write_atomically(lake.path("status/doc.json"), half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        lake.write_atomically(lake.path("status/new.json"), half_then_fail)
+
+    assert sorted(p.name for p in (tmp_path / "status").iterdir()) == ["doc.json"]
+    assert lake.read_json("status/doc.json") == {"version": 1}

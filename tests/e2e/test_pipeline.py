@@ -127,18 +127,29 @@ def test_kill_9_mid_run_then_restart_keeps_totals_exact(tmp_path: Path, env: dic
     job = subprocess.Popen([sys.executable, "-m", "core.cli", "job", "run"], cwd=PROJECT_ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     lake = Path(env["SIGNAL_HOME"]) / "lake" / "aggregations" / "signal_strength_by_operator"
+    commits = Path(env["SIGNAL_HOME"]) / "lake" / "checkpoints" / "etl_streaming_mobile_logs" / "commits"
     deadline = time.monotonic() + 180
+    batch = 2
     try:
-        # Kill while batch 2 is being written: its first file exists, the batch is not committed yet.
-        while not list(lake.glob("dt=*/hr=*/batch-2.snappy.parquet")):
-            assert time.monotonic() < deadline, "the job wrote no batch 2 within 3 minutes"
-            assert job.poll() is None, "the job ended before it could be killed"
-            time.sleep(0.05)
+        # Kill while a batch is being written: its first file exists, the batch is not committed yet.
+        # The job is frozen (SIGSTOP) as soon as the file appears, so the check below is exact; when
+        # that batch had already committed, the job resumes and the next batch is tried.
+        while True:
+            while not list(lake.glob(f"dt=*/hr=*/batch-{batch}.snappy.parquet")):
+                assert time.monotonic() < deadline, f"the job wrote no batch {batch} within 3 minutes"
+                assert job.poll() is None, "the job ended before it could be killed"
+                time.sleep(0.01)
+            os.killpg(job.pid, signal.SIGSTOP)
+            if not (commits / str(batch)).exists():
+                break
+            os.killpg(job.pid, signal.SIGCONT)
+            batch += 1
+            assert batch < 11, "every batch had committed before it could be stopped"
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    commits = Path(env["SIGNAL_HOME"]) / "lake" / "checkpoints" / "etl_streaming_mobile_logs" / "commits"
-    assert not (commits / "2").exists(), "batch 2 was already committed: the kill came too late to test recovery"
+    assert not (commits / str(batch)).exists()
+    assert list(lake.glob(f"dt=*/hr=*/batch-{batch}.snappy.parquet")), "the crash left no file of the batch"
 
     cli("job", "run", "--available-now", env=env)
     cli("crawl", env=env)

@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -237,8 +238,17 @@ def python_profile(lake: LocalLake, name: str, span: timedelta) -> list[str]:
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(4)
     rows = [line.strip() for line in out.getvalue().splitlines() if re.match(r"\s*\d+\s+\d", line)]
     # "ncalls tottime percall cumtime percall where": keep own time and the function.
-    return [f"{parts[1]} s own, {parts[3]} s cumulative: {' '.join(parts[5:])}"
+    return [f"{parts[1]} s own, {parts[3]} s cumulative: {_portable(' '.join(parts[5:]))}"
             for parts in (row.split() for row in rows[:3])]
+
+
+def _portable(where: str) -> str:
+    """Return a profiled function's file relative to the project or the Python library: RESULTS.md is
+    committed, and this machine's paths mean nothing elsewhere."""
+    for prefix, shown in ((f"{PROJECT_ROOT}/", ""), (f"{sysconfig.get_paths()['purelib']}/", "site-packages/"),
+                          (f"{sysconfig.get_paths()['stdlib']}/", "stdlib/")):
+        where = where.replace(prefix, shown)
+    return where
 
 
 # --- page renders with AppTest -------------------------------------------------------------------

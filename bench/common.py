@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -79,29 +79,43 @@ def _proportional_kib(pid: int, rss_kib: int) -> int:
     return rss_kib
 
 
-class PeakRss:
-    """Sample the resident memory (PSS where the kernel has it, else RSS) of a process and all its
-    children (Python + JVM) until stopped."""
+class _Sampler:
+    """Call `_sample` every `interval` seconds, on a thread of its own, for the length of a `with`."""
 
-    # Once a second: reading a 2 GiB JVM's PSS makes the kernel walk its page tables (about 20 ms of
-    # CPU, holding the JVM's memory-map lock), so sampling five times a second slowed the runs measured.
-    def __init__(self, pid: int, interval: float = 1.0) -> None:
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid, self.interval = pid, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
+            self._sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class PeakRss(_Sampler):
+    """Sample the resident memory (PSS where the kernel has it, else RSS) of a process and all its
+    children (Python + JVM) until stopped."""
+
+    # Once a second: reading a 2 GiB JVM's PSS makes the kernel walk its page tables (about 20 ms of
+    # CPU, holding the JVM's memory-map lock), so sampling five times a second slowed the runs measured.
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
+        super().__init__(pid, interval)
+        self.peak_kib = 0
+
+    def _sample(self) -> None:
+        self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
 
     @property
     def peak_mib(self) -> float:
@@ -125,7 +139,7 @@ def _thread_group(process: str, thread: str) -> str:
     return next((group for group, prefixes in JVM_THREAD_GROUPS if thread.startswith(prefixes)), OTHER_JVM_THREADS)
 
 
-class ThreadCpu:
+class ThreadCpu(_Sampler):
     """Sample the CPU seconds of every thread of a process and its children, until stopped.
 
     Java Flight Recorder samples only Java code, so it cannot see the JIT compilers and the garbage
@@ -134,11 +148,9 @@ class ThreadCpu:
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval = pid, interval
+        super().__init__(pid, interval)
         self._seconds: dict[tuple[int, int], tuple[str, float]] = {}
         self._ticks = os.sysconf("SC_CLK_TCK")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
         for pid in _tree_pids(self.pid)[0]:
@@ -158,19 +170,6 @@ class ThreadCpu:
                 fields = text[text.rindex(")") + 2:].split()
                 seconds = (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
                 self._seconds[(pid, int(task))] = (_thread_group(process, name), seconds)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ThreadCpu:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def by_group(self) -> dict[str, float]:
         """Return CPU seconds per thread group, largest first."""

@@ -273,6 +273,7 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
              total_seconds: float) -> dict[str, Any]:
     ours = [r for r in runs if r.kind == "ours"]
     seed = [r for r in runs if r.kind == "seed"]
+    ours_cpu, seed_cpu = _median_cpu(ours), _median_cpu(seed)
     ours_rate = stats([records / r.wall_seconds for r in ours])
     seed_rate = stats([records / r.wall_seconds for r in seed])
     ours_phases = {phase: statistics.median(r.detail["phases_ms"].get(phase, 0) for r in ours)
@@ -291,7 +292,7 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
             "phases_ms_median": ours_phases,
             "totals_last_run": ours[-1].detail["totals"],
             "batch_processed_rows_per_second_last_run": ours[-1].detail["batch_processed_rows_per_second"],
-            "cpu_seconds_by_thread_group_median": _median_cpu(ours),
+            "cpu_seconds_by_thread_group_median": ours_cpu,
         },
         "seed": {
             "rows_per_second": _rounded(seed_rate),
@@ -299,10 +300,10 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
             "peak_mib": _rounded(stats([r.peak_mib for r in seed]), 1),
             "queries_last_run": seed[-1].detail["queries"],
             "emitted_windows_last_run": sum(q["emitted_windows"] for q in seed[-1].detail["queries"].values()),
-            "cpu_seconds_by_thread_group_median": _median_cpu(seed),
+            "cpu_seconds_by_thread_group_median": seed_cpu,
         },
         "ratio_ours_over_seed": round(ours_rate["median"] / seed_rate["median"], 2),
-        "spark_task_cpu_seconds": _task_cpu(ours, seed),
+        "spark_task_cpu_seconds": _task_cpu(ours_cpu, seed_cpu),
         "startup": {"wall_seconds": round(startup.wall_seconds, 1), "peak_mib": startup.peak_mib,
                     "cpu_seconds_by_thread_group": startup.cpu_seconds},
         "cores": CORES,
@@ -311,12 +312,10 @@ def _figures(records: int, generated: GeneratedStream, startup: Run, runs: list[
     }
 
 
-def _task_cpu(ours: list[Run], seed: list[Run]) -> dict[str, float]:
+def _task_cpu(ours: dict[str, float], seed: dict[str, float]) -> dict[str, float]:
     # The data work proper: CPU of Spark's task threads (read, parse, normalise, de-duplicate, aggregate).
-    mine = statistics.median(r.cpu_seconds.get(SPARK_TASKS, 0.0) for r in ours)
-    theirs = statistics.median(r.cpu_seconds.get(SPARK_TASKS, 0.0) for r in seed)
-    return {"ours": round(mine, 1), "seed": round(theirs, 1),
-            "ratio_seed_over_ours": round(theirs / mine, 2) if mine else 0.0}
+    mine, theirs = ours.get(SPARK_TASKS, 0.0), seed.get(SPARK_TASKS, 0.0)
+    return {"ours": mine, "seed": theirs, "ratio_seed_over_ours": round(theirs / mine, 2) if mine else 0.0}
 
 
 def _median_cpu(runs: list[Run]) -> dict[str, float]:

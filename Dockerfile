@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# Signal Stream console image: Streamlit and the app requirements only (requirements.txt: no
-# pyspark, no JVM). The streaming job runs on AWS Glue, never in this image.
+# Signal Stream console image: Streamlit and the app requirements only (requirements.lock, the hashed
+# closure of requirements.txt: no pyspark, no JVM). The streaming job runs on AWS Glue, never here.
 #
 # Build for ECS on Graviton (ARM64):
 #   docker buildx build --platform linux/arm64 -t signal-stream-console .
@@ -12,8 +12,9 @@ FROM python:3.11-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --requirement /tmp/requirements.txt
+# Every version and hash comes from the lock: a build next month installs what the suite tested.
+COPY requirements.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --require-hashes --requirement /tmp/requirements.lock
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \

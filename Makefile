@@ -4,15 +4,29 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop test test-fast check clean package-job deploy bench
+# The locks pin every transitive package with its hashes: pip refuses anything else, so an install is the
+# same on every machine and every day. Edit requirements*.txt, then `make lock`.
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+.PHONY: install run stop test test-fast check clean package-job deploy bench lock upgrade-check
+
+# A new lock rebuilds the venv from nothing, so `pip freeze` is the lock, package for package.
+$(STAMP): requirements-dev.lock requirements.lock
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --requirement requirements-dev.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The dev lock is resolved first; the image lock is held to its versions, so the console image runs
+# exactly what the suite tested.
+lock: install  ## re-resolve requirements*.txt into requirements*.lock (after editing a requirements file)
+	$(UV_COMPILE) --output-file requirements-dev.lock requirements-dev.txt
+	$(UV_COMPILE) --constraint requirements-dev.lock --output-file requirements.lock requirements.txt
+
+upgrade-check: install  ## newest versions in a throwaway venv, then the fast suite there (not in CI)
+	bash scripts/upgrade_check.sh
 
 run: install  ## local pipeline + console on http://localhost:8501, replaying the sample
 	bash scripts/run_local.sh

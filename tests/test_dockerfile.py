@@ -1,7 +1,8 @@
 """The console image's Dockerfile and .dockerignore, checked by reading them (no Docker engine needed).
 
 Non-root user, a Python health check, pinned bases, no secrets copied or baked in, no backend
-chosen in the image, and only the app requirements (no pyspark, no test tools) installed.
+chosen in the image, and only the app requirements (no pyspark, no test tools) installed from the
+hashed lock, so the image runs the versions the suite tested.
 """
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ def test_installs_the_app_requirements_only(instructions: list[Instruction]) -> 
                 files.append(ROOT / copied.get(value, value))
         files += [ROOT / copied.get(w.split("=", 1)[1], w.split("=", 1)[1]) for w in words
                   if w.startswith("--requirement=")]
-    assert [f.name for f in files] == ["requirements.txt"]
+    assert [f.name for f in files] == ["requirements.lock"]
+    assert all("--require-hashes" in shlex.split(i.args) for i in installs), "an install that is not hash-checked"
     packages = set().union(*(requirement_names(f) for f in files))
     assert "streamlit" in packages
     assert not packages & DEV_ONLY_PACKAGES, packages & DEV_ONLY_PACKAGES

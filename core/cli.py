@@ -11,11 +11,12 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from core import health, queries
+from core.audit import AuditEntry, Outcome
 from core.backends import build_backend
 from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
@@ -69,13 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     job = commands.add_parser("job", help="the streaming job").add_subparsers(
         dest="job_command", required=True, parser_class=_Parser)
+    reset_help = ("start on a new checkpoint when the lake refused the old one (missing, corrupt or another "
+                  "app's): the stream is read again from its start; audited")
     run = job.add_parser("run", help="run the job in the foreground")
     run.add_argument("--available-now", action="store_true", help="process what is in the stream, then exit")
-    job.add_parser("start", help="start the supervised job in the background")
+    run.add_argument("--reset-checkpoint", action="store_true", help=reset_help)
+    run.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # audited by `job start`
+    start = job.add_parser("start", help="start the supervised job in the background")
+    start.add_argument("--reset-checkpoint", action="store_true", help=reset_help)
     job.add_parser("stop", help="stop the background job")
     status = job.add_parser("status", help="the job's state and last batch")
     status.add_argument("--json", action="store_true")
-    job.add_parser("supervise", help=argparse.SUPPRESS)
+    supervise = job.add_parser("supervise", help=argparse.SUPPRESS)
+    supervise.add_argument("--reset-checkpoint", action="store_true")
 
     crawl = commands.add_parser("crawl", help="run crawlers (all by default) and wait for them")
     crawl.add_argument("names", nargs="*", metavar="NAME")
@@ -136,19 +143,30 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     return 1 if summary.failed else 0
 
 
+def _audit_reset(backend: Backend, outcome: Outcome, reason: str = "") -> None:
+    backend.audit.append(AuditEntry(time=datetime.now(UTC), user=f"cli:{getpass.getuser()}", role="operator",
+                                    action="job.reset_checkpoint", target="job", outcome=outcome, reason=reason))
+
+
 def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    reset = bool(getattr(args, "reset_checkpoint", False)) and args.job_command in ("run", "start")
+    if reset and not getattr(args, "supervised", False):
+        _audit_reset(backend, "ok", "requested from the command line")
     if args.job_command == "run":
         try:
             from glue_job.local import run
         except ImportError as error:
             raise InputError(f"the local job needs PySpark ({error.name} is not installed)",
                              next_step="pip install -r requirements-dev.txt") from None
-        return run(settings, available_now=args.available_now)
+        return run(settings, available_now=args.available_now, reset_checkpoint=reset)
     if args.job_command == "supervise":
         from core.backends.local_job import supervise
 
-        return supervise(settings)
-    status = {"start": backend.job.start, "stop": backend.job.stop, "status": backend.job.status}[args.job_command]()
+        return supervise(settings, reset_checkpoint=args.reset_checkpoint)
+    if args.job_command == "start":
+        status = backend.job.start(reset_checkpoint=reset)
+    else:
+        status = {"stop": backend.job.stop, "status": backend.job.status}[args.job_command]()
     data = job_status_to_dict(status)
     if getattr(args, "json", False):
         print(json.dumps(data, indent=1))

@@ -40,6 +40,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_MAX_FILES_PER_BATCH", "max_files_per_batch", "200",
                 "local stream: at most this many stream files (each <= 500 records) per micro-batch"),
     SettingSpec("SIGNAL_GRID_DEGREES", "grid_degrees", "0.01", "cell size of coverage_grid in degrees"),
+    SettingSpec("SIGNAL_COMPACT_SECONDS", "compact_seconds", "60",
+                "local job: compact the lake's partitions that are due at most this often"),
+    SettingSpec("SIGNAL_VACUUM_SECONDS", "vacuum_seconds", "600",
+                "local job: vacuum the lake's replaced files at most this often"),
+    SettingSpec("SIGNAL_RETENTION_SECONDS", "retention_seconds", "3600",
+                "local job: replaced files stay readable this long (longer than the slowest query), then vacuum "
+                "deletes them"),
     SettingSpec("SIGNAL_REFRESH_SECONDS", "refresh_seconds", "20", "console refresh interval and data cache TTL"),
     SettingSpec("SIGNAL_DEMO_MODE", "demo_mode", "", "allow replaying producer data from the console "
                 "(default: on for the local backend, off for aws)"),
@@ -100,6 +107,9 @@ class Settings:
     watermark_minutes: int
     max_files_per_batch: int
     grid_degrees: float
+    compact_seconds: float
+    vacuum_seconds: float
+    retention_seconds: int
     refresh_seconds: int
     demo_mode: bool
     demo_rate: float
@@ -163,6 +173,9 @@ class Settings:
             watermark_minutes=watermark_minutes,
             max_files_per_batch=_parse_positive("SIGNAL_MAX_FILES_PER_BATCH", raw["max_files_per_batch"], int),
             grid_degrees=_parse_positive("SIGNAL_GRID_DEGREES", raw["grid_degrees"], float),
+            compact_seconds=_parse_positive("SIGNAL_COMPACT_SECONDS", raw["compact_seconds"], float),
+            vacuum_seconds=_parse_positive("SIGNAL_VACUUM_SECONDS", raw["vacuum_seconds"], float),
+            retention_seconds=_parse_positive("SIGNAL_RETENTION_SECONDS", raw["retention_seconds"], int),
             refresh_seconds=_parse_positive("SIGNAL_REFRESH_SECONDS", raw["refresh_seconds"], int),
             demo_mode=demo_mode,
             demo_rate=_parse_positive("SIGNAL_DEMO_RATE", raw["demo_rate"], float),

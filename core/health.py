@@ -129,7 +129,7 @@ def freshness_chain(
     files, partitions = sum(t.files for t in aggregates), sum(t.partitions for t in aggregates)
     lake_detail = (f"{describe_age((now - newest).total_seconds())} ago; {files:,} files in {partitions:,} partitions"
                    if newest else "no data in the lake yet")
-    hops.append(Hop("lake", "Newest lake file", age_level(newest, now, thresholds), newest, lake_detail))
+    hops.append(Hop("lake", "Newest lake commit", age_level(newest, now, thresholds), newest, lake_detail))
 
     missing = [t.table for t in tables if t.files and not t.catalogued]
     new_partitions = sum(t.uncatalogued_partitions for t in tables if t.catalogued)

@@ -6,7 +6,7 @@ package-job` builds both. Job arguments (`--name value`):
 
     JOB_NAME, --stream_arn (Kinesis), --lake_uri (s3://bucket/prefix)        required
     --database, --trigger_seconds, --watermark_minutes, --grid_degrees,
-    --starting_position                                                       optional (defaults below)
+    --starting_position, --reset_checkpoint                                   optional (defaults below)
 
 The wiring is a few small functions so tests/glue_job/test_glue_entry.py can run it on a local
 SparkSession against a stand-in `awsglue` package.
@@ -33,8 +33,10 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from core.lake_layout import CHECKPOINTS_PREFIX
 from core.records import FUTURE_TOLERANCE
-from glue_job import transforms
-from glue_job.sink import LakeFiles, write_batch
+from glue_job import app_identity, transforms
+from glue_job.lake_files import LakeFiles
+from glue_job.maintenance import LakeMaintenance
+from glue_job.sink import LakeTables, write_batch
 from glue_job.status import StatusTracker
 
 REQUIRED_ARGS: tuple[str, ...] = ("JOB_NAME", "stream_arn", "lake_uri")
@@ -50,6 +52,8 @@ OPTIONAL_ARGS: dict[str, str] = {
     "watermark_minutes": "10",
     "grid_degrees": "0.01",
     "starting_position": "TRIM_HORIZON",
+    # An operator's choice for one run, never a default argument (glue_job/app_identity.py).
+    "reset_checkpoint": "false",
 }
 # Same rule as core.config.MIN_WATERMARK_MINUTES: the watermark must outlast the future tolerance.
 MIN_WATERMARK_MINUTES = 2 * int(FUTURE_TOLERANCE.total_seconds() // 60) + 1
@@ -79,6 +83,7 @@ class JobArgs:
     watermark_minutes: int
     grid_degrees: float
     starting_position: str
+    reset_checkpoint: bool = False
 
     @classmethod
     def from_resolved(cls, resolved: Mapping[str, Any]) -> JobArgs:
@@ -101,6 +106,7 @@ class JobArgs:
             watermark_minutes=watermark_minutes,
             grid_degrees=_positive("grid_degrees", resolved["grid_degrees"], float),
             starting_position=starting_position(str(resolved["starting_position"])),
+            reset_checkpoint=_flag("reset_checkpoint", resolved["reset_checkpoint"]),
         )
 
     @property
@@ -112,6 +118,13 @@ class JobArgs:
     def window_size(self) -> str:
         """Return the micro-batch trigger as Glue's forEachBatch takes it."""
         return f"{self.trigger_seconds:g} seconds"
+
+
+def _flag(name: str, text: Any) -> bool:
+    value = str(text).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"--{name}={text!r}: use true or false")
+    return value == "true"
 
 
 def _positive(name: str, text: Any, kind: Callable[[str], float]) -> Any:
@@ -268,6 +281,11 @@ class StatusListener(StreamingQueryListener):
         with self.lock:
             self.tracker.record_output(output)
 
+    def record_maintenance(self, runs: Any) -> None:
+        """Keep the newest compaction and vacuum runs in the status document."""
+        with self.lock:
+            self.tracker.record_maintenance(runs)
+
     def close(self, error: str | None) -> None:
         """Wait for the query's last reports, then record that the run ended."""
         if self.query_id is not None:
@@ -281,11 +299,13 @@ def _progress_dict(progress: Any) -> dict[str, Any]:
     return dict(json.loads(progress.json))
 
 
-def process_batch(frame: DataFrame, batch_id: int, lake: LakeFiles, listener: StatusListener,
-                  grid_degrees: float) -> None:
-    """Write one non-empty micro-batch (Glue's forEachBatch has persisted and counted it)."""
+def process_batch(frame: DataFrame, batch_id: int, tables: LakeTables, app_id: str, listener: StatusListener,
+                  grid_degrees: float, maintenance: LakeMaintenance) -> None:
+    """Write one non-empty micro-batch (Glue's forEachBatch has persisted and counted it), then run the
+    lake's compaction and vacuum when they are due."""
     rows = frame.count()  # served from the persisted batch
-    listener.record_output(write_batch(frame, batch_id, lake, grid_degrees=grid_degrees, input_rows=rows))
+    listener.record_output(write_batch(frame, batch_id, tables, app_id, grid_degrees=grid_degrees, input_rows=rows))
+    listener.record_maintenance(maintenance.maybe_run())
 
 
 def main(argv: Sequence[str]) -> None:
@@ -302,12 +322,22 @@ def main(argv: Sequence[str]) -> None:
     print(f"{args.job_name}: {args.stream_arn} -> {args.lake_uri} (catalog database {args.database})", flush=True)
 
     lake = LakeFiles(args.lake_uri)
-    listener = StatusListener(StatusTracker(lake, args.job_name))
+    tables = LakeTables(args.lake_uri)
+    tracker = StatusTracker(lake, args.job_name)
+    tables.create_all()
+    try:
+        identity = app_identity.resolve(lake, tables, args.job_name, reset=args.reset_checkpoint)
+    except app_identity.CheckpointRefused as refusal:
+        tracker.finish(str(refusal))
+        raise  # the run shows FAILED with the refusal, which says what to do
+    tracker.record_app(identity.app_id)
+    listener = StatusListener(tracker)
+    maintenance = LakeMaintenance(tables, args.watermark_minutes)
     records = transforms.parse_records(raw_kinesis_frame(glue_context, args.stream_arn, args.starting_position))
     deduplicated = transforms.deduplicate_within_watermark(transforms.sink_columns(records), args.watermark_minutes)
 
     def batch_function(frame: DataFrame, batch_id: int) -> None:
-        process_batch(frame, batch_id, lake, listener, args.grid_degrees)
+        process_batch(frame, batch_id, tables, identity.app_id, listener, args.grid_degrees, maintenance)
 
     spark.streams.addListener(listener)
     error: str | None = None

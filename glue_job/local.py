@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from core.config import Settings
-from core.lake_layout import CHECKPOINTS_PREFIX
-from glue_job import transforms
-from glue_job.compaction import Compactor
-from glue_job.sink import LakeFiles, write_batch
+from glue_job import app_identity, transforms
+from glue_job.lake_files import LakeFiles
+from glue_job.maintenance import LakeMaintenance
+from glue_job.sink import LakeTables, write_batch
 from glue_job.status import StatusTracker
+
+# `job run` exits with this code when it refuses to start (glue_job/app_identity.py): the supervisor
+# does not restart a refusal, an operator has to choose.
+REFUSED_EXIT_CODE = 3
 
 ENVELOPE_SCHEMA = T.StructType([
     T.StructField("seq", T.StringType()),
@@ -43,10 +48,10 @@ def lake_folder(settings: Settings) -> Path:
     return (settings.home / "lake").resolve()
 
 
-def build_session(app_name: str = "signal-stream-job", cores: str = "*") -> SparkSession:
+def build_session(app_name: str = "signal-stream-job", cores: str = "*", master: str | None = None) -> SparkSession:
     """Return a local SparkSession tuned for small micro-batches on a laptop."""
     return (
-        SparkSession.builder.master(f"local[{cores}]")
+        SparkSession.builder.master(master or f"local[{cores}]")
         .appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")  # the sink collects aggregates as Arrow
@@ -96,28 +101,41 @@ def for_each_batch(process: Callable[[DataFrame, int, int], None]) -> Callable[[
     return run
 
 
-def run(settings: Settings, *, available_now: bool = False, cores: str = "*") -> int:
-    """Run the streaming job until stopped (or, with available_now, until the backlog is done)."""
-    spark = build_session(cores=cores)
-    spark.sparkContext.setLogLevel("WARN")
+def run(settings: Settings, *, available_now: bool = False, cores: str = "*", master: str | None = None,
+        reset_checkpoint: bool = False) -> int:
+    """Run the streaming job until stopped (or, with available_now, until the backlog is done).
+
+    `master` overrides local[cores] (tests run a local-cluster with several executor JVMs).
+    """
     lake = LakeFiles(str(lake_folder(settings)))
+    tables = LakeTables(lake.uri, settings.retention_seconds)
     tracker = StatusTracker(lake, settings.job_name)
+    try:
+        tables.create_all()
+        identity = app_identity.resolve(lake, tables, settings.job_name, reset=reset_checkpoint)
+    except app_identity.CheckpointRefused as refusal:
+        tracker.finish(str(refusal))
+        print(f"error: {refusal}", file=sys.stderr)
+        return REFUSED_EXIT_CODE
+    tracker.record_app(identity.app_id)
+    spark = build_session(cores=cores, master=master)
+    spark.sparkContext.setLogLevel("WARN")
     stop_requested = threading.Event()
-    # Local only: DuckDB reads the compacted layout's rule; Athena (glue_job/job.py) would not.
-    compactor = Compactor(lake, settings.watermark_minutes)
+    maintenance = LakeMaintenance(tables, settings.watermark_minutes,
+                                  interval=timedelta(seconds=settings.compact_seconds),
+                                  vacuum_interval=timedelta(seconds=settings.vacuum_seconds))
 
     def process(frame: DataFrame, batch_id: int, rows: int) -> None:
-        tracker.record_output(write_batch(frame, batch_id, lake, grid_degrees=settings.grid_degrees, input_rows=rows))
-        # This batch commits only after process returns (a crash now retries it): the previous one is
-        # the last committed batch.
-        compactor.maybe_run(last_committed=batch_id - 1)
+        tracker.record_output(write_batch(frame, batch_id, tables, identity.app_id,
+                                          grid_degrees=settings.grid_degrees, input_rows=rows))
+        tracker.record_maintenance(maintenance.maybe_run())
 
     records = transforms.parse_records(read_local_stream(spark, stream_folder(settings), settings.max_files_per_batch))
     deduplicated = transforms.deduplicate_within_watermark(transforms.sink_columns(records), settings.watermark_minutes)
     writer = (
         deduplicated.writeStream.queryName(settings.job_name)
         .foreachBatch(for_each_batch(process))
-        .option("checkpointLocation", lake.path(f"{CHECKPOINTS_PREFIX}/{settings.job_name}"))
+        .option("checkpointLocation", lake.path(identity.checkpoint))
     )
     trigger: dict[str, Any] = (
         {"availableNow": True} if available_now else {"processingTime": f"{settings.trigger_seconds} seconds"}

@@ -1,93 +1,98 @@
-"""The job's idempotent writer: per micro-batch, deterministic file names inside dt/hr partitions.
+"""The job's exactly-once writer: per micro-batch, one Delta append per table, tagged with the batch.
 
-A retried batch (same batch_id after a crash) rewrites the very same files, so the lake holds each
-batch exactly once. Aggregates are small (groups per minute), so they are collected to the driver
-and written with pyarrow: one file per table, partition and batch, and the same code writes to a
-local folder or to S3.
+Each append carries a Delta *app transaction* (`app_id` = the job and its checkpoint's identity,
+glue_job/app_identity.py; `version` = batch_id) in the same commit as its rows, so a batch that is
+retried after a crash is skipped for every table it already committed: the lake holds each batch
+exactly once, whatever the moment of the crash. Aggregates are small (groups per window), so they
+are collected to the driver as Arrow and written with delta-rs; the same code writes to a local
+folder or to S3.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from core.delta_lake import open_table, storage_options
 from core.lake_layout import (
     AGGREGATION_TABLES,
+    DEFAULT_RETENTION_SECONDS,
+    PARTITION_KEYS,
     QUARANTINE,
+    RETENTION_PROPERTY,
+    TABLES,
     TableSpec,
-    batch_file_name,
-    partition_path,
+    table_properties,
+    table_uri,
 )
 from glue_job import transforms
 
 BATCH_ID = "batch_id"
+# The lake is Snappy Parquet on both backends (delta-rs' default would be another codec on rewrites).
+WRITER_PROPERTIES = WriterProperties(compression="SNAPPY")
 
 
-class LakeFiles:
-    """Files under the lake root, local or on S3, written whole (readers never see half a file)."""
+class LakeTables:
+    """The lake's Delta tables, opened once per job run and kept at their newest version by the writer."""
 
-    def __init__(self, root_uri: str) -> None:
-        self.fs, self.root = pafs.FileSystem.from_uri(root_uri)
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+    def __init__(self, lake_uri: str, retention_seconds: int = DEFAULT_RETENTION_SECONDS) -> None:
+        self.lake_uri = lake_uri.rstrip("/")
+        self.properties = table_properties(retention_seconds)
+        self._tables: dict[str, DeltaTable] = {}
 
-    def path(self, relative: str) -> str:
-        """Return the absolute path of a file under the root."""
-        return f"{self.root.rstrip('/')}/{relative}"
+    def table(self, spec: TableSpec) -> DeltaTable:
+        """Return the table, created (empty, partitioned, with the lake's properties) if it is new."""
+        table = self._tables.get(spec.name)
+        if table is None:
+            table = open_table(self.lake_uri, spec)
+            if table is None:
+                uri = table_uri(self.lake_uri, spec)
+                table = DeltaTable.create(uri, spec.delta_schema, mode="ignore", partition_by=list(PARTITION_KEYS),
+                                          name=spec.name, configuration=self.properties,
+                                          storage_options=storage_options(uri))
+            self._tables[spec.name] = table
+        return table
 
-    def write_atomically(self, target: str, write: Callable[[str], None]) -> None:
-        """Have write(path) write the file at the absolute path target, which readers then see whole or
-        not at all: locally through a hidden temporary file and a rename, which a failed write removes."""
-        parent, _, name = target.rpartition("/")
-        self.fs.create_dir(parent, recursive=True)
-        if not self.local:
-            write(target)  # an S3 PUT is atomic: readers see the old object or the new one
-            return
-        temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        with contextlib.ExitStack() as unless_moved:
-            unless_moved.callback(self._delete_if_present, temporary)
-            write(temporary)
-            self.fs.move(temporary, target)
-            unless_moved.pop_all()
+    def refresh(self) -> None:
+        """Bring every open table to its newest version (another process may have committed)."""
+        for table in self._tables.values():
+            table.update_incremental()
 
-    def _delete_if_present(self, path: str) -> None:
-        if self.fs.get_file_info(path).type == pafs.FileType.File:
-            self.fs.delete_file(path)
+    def create_all(self) -> None:
+        """Create every table that does not exist yet, so readers and crawlers find all of them, and give
+        existing ones this run's retention."""
+        for spec in TABLES:
+            table = self.table(spec)
+            wanted = self.properties[RETENTION_PROPERTY]
+            if table.metadata().configuration.get(RETENTION_PROPERTY) != wanted:
+                table.alter.set_table_properties({RETENTION_PROPERTY: wanted})
 
-    def _write(self, relative: str, write: Callable[[str], None]) -> None:
-        self.write_atomically(self.path(relative), write)
+    def committed_batch(self, spec: TableSpec, app_id: str) -> int | None:
+        """Return the newest batch id this app committed to the table, or None."""
+        return self.table(spec).transaction_version(app_id)
 
-    def write_table(self, relative: str, table: pa.Table) -> None:
-        """Write a Parquet file (Snappy) at the relative path."""
-        self._write(relative, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="snappy"))
+    def has_commits(self) -> bool:
+        """Return whether any table holds a commit after its creation (any writer's)."""
+        return any(self.table(spec).version() > 0 for spec in TABLES)
 
-    def write_json(self, relative: str, document: Any) -> None:
-        """Write a JSON document at the relative path."""
-        data = json.dumps(document, indent=1, default=str).encode()
-
-        def put(path: str) -> None:
-            with self.fs.open_output_stream(path) as out:
-                out.write(data)
-
-        self._write(relative, put)
-
-    def read_json(self, relative: str) -> Any | None:
-        """Return a JSON document, or None when it does not exist."""
-        try:
-            with self.fs.open_input_stream(self.path(relative)) as stream:
-                return json.loads(stream.read())
-        except (FileNotFoundError, OSError, ValueError):
-            return None
+    def append(self, spec: TableSpec, rows: pa.Table, app_id: str, batch_id: int) -> bool:
+        """Append one batch's rows in one commit that records (app_id, batch_id); return False (and
+        write nothing) when that batch is already committed to this table."""
+        table = self.table(spec)
+        committed = table.transaction_version(app_id)
+        if committed is not None and committed >= batch_id:
+            return False
+        write_deltalake(
+            table, rows, mode="append", partition_by=list(PARTITION_KEYS), writer_properties=WRITER_PROPERTIES,
+            commit_properties=CommitProperties(app_transactions=[Transaction(app_id, batch_id)],
+                                               custom_metadata={"batch_id": str(batch_id)}),
+        )
+        return True
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,12 @@ class BatchOutput:
     input_rows: int
     aggregated_rows: int
     quarantined_rows: int
-    files_written: int
+    commits: int
+    skipped_commits: int = 0
 
 
-def _collect(frame: DataFrame, schema: pa.Schema, batch_id: int, *extra: str) -> pa.Table:
-    """Return the frame's schema columns (and extra columns as they come) as one Arrow table.
-
-    The schema's batch_id column is filled here, not in Spark (see transforms._partitioned).
-    """
+def _collect(frame: DataFrame, schema: pa.Schema, *extra: str) -> pa.Table:
+    """Return the frame's schema columns (but batch_id) and extra columns as one Arrow table."""
     # Timestamps leave Spark as epoch millis: the conversion would otherwise go through the driver's
     # local time zone. Arrow collection (toPandas with spark.sql.execution.arrow.pyspark.enabled)
     # moves columns in bulk: a batch's coverage grid (tens of thousands of groups) took 1.8 s as
@@ -114,61 +117,65 @@ def _collect(frame: DataFrame, schema: pa.Schema, batch_id: int, *extra: str) ->
         F.unix_millis(F.col(f.name)).alias(f.name) if pa.types.is_timestamp(f.type) else F.col(f.name)
         for f in schema if f.name != BATCH_ID
     ]
-    table = pa.Table.from_pandas(frame.select(*selected, *extra).toPandas(), preserve_index=False)
-    return table.append_column(BATCH_ID, pa.repeat(pa.scalar(batch_id, pa.int64()), table.num_rows))
+    return pa.Table.from_pandas(frame.select(*selected, *extra).toPandas(), preserve_index=False)
 
 
-def _partitions(collected: pa.Table, spec: TableSpec) -> dict[tuple[str, str], pa.Table]:
-    """Return collected rows in the table's schema, one Arrow table per (dt, hr) partition."""
-    if collected.num_rows == 0:
-        return {}
-    columns = {
-        f.name: collected.column(f.name).cast(pa.int64() if pa.types.is_timestamp(f.type) else f.type).cast(f.type)
-        for f in spec.schema
-    }
-    table = pa.table(columns, schema=spec.schema)
-    keys = pc.binary_join_element_wise(collected.column("dt").cast(pa.string()),
-                                       collected.column("hr").cast(pa.string()), "/")
-    by_partition: dict[tuple[str, str], pa.Table] = {}
-    for key in pc.unique(keys).to_pylist():
-        dt, hr = key.split("/")
-        by_partition[(dt, hr)] = table.filter(pc.equal(keys, key))
-    return by_partition
-
-
-def _write_partitions(lake: LakeFiles, spec: TableSpec, collected: pa.Table, batch_id: int) -> tuple[int, int]:
-    rows = files = 0
-    for (dt, hr), partition in sorted(_partitions(collected, spec).items()):
-        lake.write_table(f"{partition_path(spec, dt, hr)}/{batch_file_name(batch_id)}", partition)
-        rows += partition.num_rows
-        files += 1
-    return rows, files
+def table_rows(collected: pa.Table, spec: TableSpec, batch_id: int) -> pa.Table:
+    """Return collected rows in the table's Delta schema, batch_id filled in (not in Spark: see
+    transforms._partitioned)."""
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    for field in spec.delta_schema:
+        if field.name == BATCH_ID:
+            column = pa.repeat(pa.scalar(batch_id, pa.int64()), collected.num_rows)
+        else:
+            column = collected.column(field.name)
+            if pa.types.is_timestamp(field.type):  # epoch millis from _collect
+                column = column.cast(pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=spec.delta_schema)
 
 
 # Every column aggregate_tables yields, typed as the tables declare them.
 _TABLE_FIELDS = {f.name: f for spec in AGGREGATION_TABLES for f in spec.schema if f.name != BATCH_ID}
-_AGGREGATES_SCHEMA = pa.schema([pa.field("table", pa.string()), *_TABLE_FIELDS.values(),
-                                pa.field(BATCH_ID, pa.int64())])
+_AGGREGATES_SCHEMA = pa.schema([pa.field("table", pa.string()), *_TABLE_FIELDS.values()])
 
 
-def write_batch(records: DataFrame, batch_id: int, lake: LakeFiles, *, grid_degrees: float,
+def collect_aggregates(records: DataFrame, grid_degrees: float) -> pa.Table:
+    """Return every table's partial aggregates of a batch (column `table` names the table), from one
+    Spark job (transforms.aggregate_tables)."""
+    return _collect(transforms.aggregate_tables(records, grid_degrees), _AGGREGATES_SCHEMA, "dt", "hr")
+
+
+def commit_batch(tables: LakeTables, app_id: str, batch_id: int, aggregates: pa.Table,
+                 quarantine: pa.Table | None = None) -> tuple[int, int]:
+    """Commit one batch's collected aggregates (and quarantined records) to the lake; return the
+    commits made and the ones skipped because the batch was already committed there."""
+    names = aggregates.column("table")
+    batch: list[tuple[TableSpec, pa.Table | None]] = [
+        *((spec, aggregates.filter(pc.equal(names, spec.name))) for spec in AGGREGATION_TABLES),
+        (QUARANTINE, quarantine),
+    ]
+    commits = skipped = 0
+    for spec, rows in batch:
+        if rows is None or rows.num_rows == 0:
+            continue
+        if tables.append(spec, table_rows(rows, spec, batch_id), app_id, batch_id):
+            commits += 1
+        else:
+            skipped += 1
+    return commits, skipped
+
+
+def write_batch(records: DataFrame, batch_id: int, tables: LakeTables, app_id: str, *, grid_degrees: float,
                 input_rows: int) -> BatchOutput:
     """Write one micro-batch's partial aggregates and quarantine; return what was written.
 
-    `records` is the batch after parse, watermark and de-duplication; the caller persists it. The four
-    tables come from one Spark job (transforms.aggregate_tables); quarantine is read only when the
-    batch has some.
+    `records` is the batch after parse, watermark and de-duplication; the caller persists it.
+    Quarantine is read only when the batch has some.
     """
-    aggregates = _collect(transforms.aggregate_tables(records, grid_degrees), _AGGREGATES_SCHEMA, batch_id,
-                          "dt", "hr")
-    tables = aggregates.column("table")
-    files = 0
-    for spec in AGGREGATION_TABLES:
-        written = _write_partitions(lake, spec, aggregates.filter(pc.equal(tables, spec.name)), batch_id)[1]
-        files += written
-    quarantined_groups = aggregates.filter(pc.equal(tables, transforms.QUARANTINED_TAG))
+    aggregates = collect_aggregates(records, grid_degrees)
+    quarantined_groups = aggregates.filter(pc.equal(aggregates.column("table"), transforms.QUARANTINED_TAG))
     quarantined = pc.sum(quarantined_groups.column("record_count")).as_py() or 0
-    if quarantined:
-        rows = _collect(transforms.quarantined(records), QUARANTINE.schema, batch_id, "dt", "hr")
-        files += _write_partitions(lake, QUARANTINE, rows, batch_id)[1]
-    return BatchOutput(batch_id, input_rows, input_rows - quarantined, quarantined, files)
+    quarantine = _collect(transforms.quarantined(records), QUARANTINE.schema, "dt", "hr") if quarantined else None
+    commits, skipped = commit_batch(tables, app_id, batch_id, aggregates, quarantine)
+    return BatchOutput(batch_id, input_rows, input_rows - quarantined, quarantined, commits, skipped)

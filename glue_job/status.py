@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
-from glue_job.sink import BatchOutput, LakeFiles
+from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE, MaintenanceRun
+from glue_job.lake_files import LakeFiles
+from glue_job.sink import BatchOutput
 
 STATUS_PATH = f"{JOB_STATE_PREFIX}/{JOB_STATUS_FILE}"
 RECENT_BATCHES = 120
@@ -52,6 +53,8 @@ class StatusTracker:
             "updated_at": _now(),
             "error": None,
             "last_batch": None,
+            "app_id": None,
+            "maintenance": dict(previous.get("maintenance") or {}),
             "recent_batches": list(previous.get("recent_batches") or [])[-RECENT_BATCHES:],
             "totals": {key: int((previous.get("totals") or {}).get(key, 0)) for key in TOTAL_KEYS},
         }
@@ -63,6 +66,19 @@ class StatusTracker:
         """Write the document now."""
         self.document["updated_at"] = _now()
         self.lake.write_json(STATUS_PATH, self.document)
+
+    def record_app(self, app_id: str) -> None:
+        """Record which app (job and checkpoint identity) writes the lake in this run."""
+        self.document["app_id"] = app_id
+        self.write()
+
+    def record_maintenance(self, runs: Iterable[MaintenanceRun]) -> None:
+        """Keep the newest compaction and vacuum run (the health page shows them)."""
+        runs = list(runs)
+        for run in runs:
+            self.document["maintenance"][run.kind] = run.to_dict()
+        if runs:
+            self.write()
 
     def record_output(self, output: BatchOutput) -> None:
         """Remember what foreachBatch wrote, until Spark reports that batch's progress."""

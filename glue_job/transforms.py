@@ -246,7 +246,8 @@ _ANY_GRID = 1.0  # the grid only shapes coverage_grid's keys
 
 
 def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
-    """Return every aggregation table's partial aggregates per 1-minute window, from one pass.
+    """Return every aggregation table's partial aggregates per window (1 minute; coverage_grid's coarser),
+    from one pass.
 
     Each record fans out into one row per table (coverage_grid only when located) and one groupBy
     computes every partial aggregate: one scan of the batch and one shuffle, where a job per table
@@ -276,8 +277,12 @@ def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
         for name in _KEY_COLUMNS
     ]
     fanned = records.select("*", F.explode(F.array(*[F.lit(i) for i in range(len(tables))])).alias("_table"))
+    # coverage_grid's windows are coarser (core.lake_layout.COVERAGE_WINDOW_SECONDS), the others' 1 minute.
+    coverage = number == tables.index(COVERAGE_GRID.name)
+    window_seconds = F.when(coverage, F.lit(COVERAGE_GRID.window_seconds)).otherwise(F.lit(WINDOW_SECONDS))
+    window_start = F.timestamp_seconds(F.floor(F.unix_seconds(F.col("event_time")) / window_seconds) * window_seconds)
     aggregate = fanned.where(kept).select(
-        F.date_trunc("minute", F.col("event_time")).alias("window_start"), "_table", *keys,
+        window_start.alias("window_start"), "_table", *keys,
         "signal", "precission", "satellites",
     ).groupBy("window_start", "_table", *_KEY_COLUMNS).agg(
         F.sum("signal").alias("signal_sum"),
@@ -290,7 +295,7 @@ def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
         F.count("satellites").alias("satellites_count"),
         F.count(F.lit(1)).alias("record_count"),
     )
-    window_end = F.col("window_start") + F.expr(f"INTERVAL {WINDOW_SECONDS} SECONDS")
+    window_end = F.timestamp_seconds(F.unix_seconds(F.col("window_start")) + window_seconds)
     table = F.element_at(F.array(*[F.lit(name) for name in tables]), number + 1)
     return _partitioned(
         aggregate.select("window_start", window_end.alias("window_end"), table.alias("table"), *_KEY_COLUMNS,
@@ -323,7 +328,7 @@ def status_count(records: DataFrame, batch_id: int) -> DataFrame:
 
 
 def coverage_grid(records: DataFrame, batch_id: int, grid_degrees: float) -> DataFrame:
-    """Return signal aggregates per 1-minute window, grid cell (south-west corner) and operator."""
+    """Return signal aggregates per coverage window, grid cell (south-west corner) and operator."""
     return table_rows(aggregate_tables(records, grid_degrees), COVERAGE_GRID.name, batch_id)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy Signal Stream to AWS in one run: build the job artefacts, deploy infra/template.yaml, upload the
-# artefacts to s3://<lake bucket>/jobs/, then print the next steps (console image, starting the job).
+# artefacts to s3://<lake bucket>/jobs/ (the script, its modules, and the wheels of deltalake and its dependencies
+# under jobs/wheels/), then print the next steps (console image, starting the job).
 #
 # Every stack parameter comes from an environment variable (table in infra/README.md). On the first deploy the
 # network and sign-in variables are required; on later deploys an unset variable keeps the stack's current value
@@ -15,6 +16,7 @@ STACK_NAME="${STACK_NAME:-signal-stream}"
 TEMPLATE="infra/template.yaml"
 JOB_ZIP="dist/signal_stream_job.zip"
 JOB_SCRIPT="dist/job.py"
+WHEELS_DIR="dist/wheels"
 
 # Environment variable -> stack parameter.
 PARAMETERS=(
@@ -123,6 +125,25 @@ for artefact in "$JOB_ZIP" "$JOB_SCRIPT"; do
   [[ -f "$artefact" ]] || die "make package-job did not produce $artefact"
 done
 
+# The job's --additional-python-modules names wheels under jobs/wheels/ (deltalake and its dependencies as
+# requirements.lock pins them). make package-job downloads them, hash-checked against the lock, and fails when the
+# template names others; checked again here, since a job whose wheels are missing from S3 cannot start.
+template_wheels="$(grep -o 'jobs/wheels/[^",[:space:]]*\.whl' "$TEMPLATE" | sed 's|^jobs/wheels/||' \
+  | LC_ALL=C sort -u || true)"
+built_wheels="$( (cd "$WHEELS_DIR" 2>/dev/null && ls -1 -- *.whl 2>/dev/null) | LC_ALL=C sort || true)"
+[[ -n "$template_wheels" ]] || die "$TEMPLATE names no wheels in the job's --additional-python-modules"
+if [[ "$built_wheels" != "$template_wheels" ]]; then
+  {
+    echo "deploy.sh: the wheels in $WHEELS_DIR/ are not the ones $TEMPLATE has the job install."
+    echo "  in $WHEELS_DIR/:"
+    printf '    %s\n' ${built_wheels:-"(none)"}
+    echo "  in $TEMPLATE:"
+    printf '    %s\n' $template_wheels
+    echo "Run 'make package-job': it prints the list the template needs when requirements.lock changed."
+  } >&2
+  exit 2
+fi
+
 echo "==> deploying $TEMPLATE"
 deploy_args=(
   cloudformation deploy
@@ -158,6 +179,9 @@ SERVICE="$(output ServiceName)"
 echo "==> uploading the job artefacts to s3://$BUCKET/jobs/"
 aws s3 cp "$JOB_ZIP" "s3://$BUCKET/jobs/signal_stream_job.zip" --region "$REGION" --only-show-errors
 aws s3 cp "$JOB_SCRIPT" "s3://$BUCKET/jobs/job.py" --region "$REGION" --only-show-errors
+for wheel in $template_wheels; do
+  aws s3 cp "$WHEELS_DIR/$wheel" "s3://$BUCKET/jobs/wheels/$wheel" --region "$REGION" --only-show-errors
+done
 
 REGISTRY="${REPO_URI%%/*}"
 SUGGESTED_TAG="$(git rev-parse --short HEAD 2>/dev/null || date +%Y%m%d%H%M%S)"
@@ -184,5 +208,6 @@ Next steps
      https://<your DNS name>/oauth2/idpresponse as the redirect URI at your identity provider.
   4. Start the streaming job from the console (Pipeline health, as an operator) or:
        aws glue start-job-run --job-name $JOB --region $REGION
-     After new job code was uploaded, stop and start the job to pick it up.
+     After new job code was uploaded, stop and start the job to pick it up. If the job refuses to start
+     because its checkpoint is missing or belongs to another app, read infra/README.md, Checkpoint reset.
 EOF

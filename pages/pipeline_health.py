@@ -127,6 +127,23 @@ except SignalStreamError as error:
     st.error(f"The lake cannot be listed: {error}")
     st.stop()
 st.dataframe(pd.DataFrame([{
-    "table": t.table, "files": t.files, "partitions": t.partitions, "newest file": fmt_time(t.newest_file_at),
+    "table": t.table, "files": t.files, "partitions": t.partitions, "newest commit": fmt_time(t.newest_file_at),
     "catalogued": t.catalogued, "partitions not catalogued": t.uncatalogued_partitions,
 } for t in tables]), hide_index=True, width="stretch", key="table_lake")
+try:
+    maintenance = context.job_status().maintenance
+except SignalStreamError:
+    maintenance = {}
+if maintenance:
+    st.caption("The job compacts partitions as they fill and close, and vacuums replaced files after their "
+               "retention (Delta OPTIMIZE / partition rewrites and VACUUM).")
+    st.dataframe(pd.DataFrame([{
+        "run": run.kind, "at": fmt_time(run.at), "seconds": round(run.seconds, 2),
+        "partitions rewritten": run.partitions if run.kind == "compaction" else None,
+        "files replaced": f"{run.files_removed} -> {run.files_added}" if run.kind == "compaction" else None,
+        "files deleted": run.files_deleted if run.kind == "vacuum" else None,
+        "error": run.error or "",
+    } for run in maintenance.values()]), hide_index=True, width="stretch", key="table_maintenance")
+    for run in maintenance.values():
+        if run.error:
+            st.warning(f"The last {run.kind} failed: {run.error}. The job retries it on its next run.")

@@ -1,26 +1,41 @@
-"""Writing lake files directly with pyarrow, for tests of the readers (crawlers, SQL, console)."""
+"""Writing lake rows directly as Delta commits, for tests of the readers (crawlers, SQL, console)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from deltalake import write_deltalake
 
-from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR, TableSpec, batch_file_name, partition_path
+from core.lake_layout import PARTITION_KEYS, SIGNAL_STRENGTH_BY_OPERATOR, TableSpec, table_properties
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def delta_rows(spec: TableSpec, batch_id: int, rows: list[dict[str, Any]]) -> pa.Table:
+    """Return rows in the table's Delta schema, in the dt/hr partition of the first row's window_start
+    (or arrival_time; naive means UTC)."""
+    first = _utc(rows[0].get("window_start") or rows[0]["arrival_time"])
+    partition = {"dt": first.strftime("%Y-%m-%d"), "hr": first.strftime("%H")}
+    return pa.Table.from_pylist(
+        [{**{k: _utc(v) if isinstance(v, datetime) else v for k, v in r.items()}, "batch_id": batch_id, **partition}
+         for r in rows],
+        schema=spec.delta_schema,
+    )
 
 
 def write_rows(lake_root: Path, spec: TableSpec, batch_id: int, rows: list[dict[str, Any]]) -> Path:
-    """Write rows as one batch file in the dt/hr partition of their window_start (or arrival_time)."""
-    first = rows[0].get("window_start") or rows[0]["arrival_time"]
-    folder = lake_root / partition_path(spec, first.strftime("%Y-%m-%d"), first.strftime("%H"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / batch_file_name(batch_id)
-    table = pa.Table.from_pylist([{**r, "batch_id": batch_id} for r in rows], schema=spec.schema)
-    pq.write_table(table, path, compression="snappy")
-    return path
+    """Append rows as one Delta commit (as one batch of the job would, without its app transaction);
+    return the table's folder."""
+    table = delta_rows(spec, batch_id, rows)
+    folder = lake_root / spec.prefix
+    write_deltalake(str(folder), table, mode="append", partition_by=list(PARTITION_KEYS),
+                    configuration=table_properties())
+    return folder
 
 
 def signal_rows(start: datetime, operator: str, signal_sum: float, signal_count: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from core.audit import AuditEntry
+from core.lake_layout import MaintenanceRun
 
 MAX_RECORDS_PER_PUT = 500
 MAX_BYTES_PER_PUT = 5 * 1024 * 1024
@@ -79,6 +80,7 @@ class JobStatus:
     totals: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
     restarts: int = 0
+    maintenance: Mapping[str, MaintenanceRun] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ class Job(Protocol):
 
     def status(self) -> JobStatus: ...
 
-    def start(self) -> JobStatus: ...
+    def start(self, *, reset_checkpoint: bool = False) -> JobStatus:
+        """Start the job; `reset_checkpoint` starts it on a new checkpoint when the lake refused the old
+        one (see glue_job/app_identity.py)."""
+        ...
 
     def stop(self) -> JobStatus: ...
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from core.backends.base import BatchProgress, JobStatus
+from core.backends.base import BatchProgress, JobStatus, MaintenanceRun
 
 
 def _time(value: Any) -> datetime | None:
@@ -30,6 +30,20 @@ def batch_from_dict(data: Mapping[str, Any]) -> BatchProgress:
     )
 
 
+def maintenance_from_dict(data: Mapping[str, Any]) -> MaintenanceRun:
+    """Return one maintenance run from its JSON form."""
+    return MaintenanceRun(
+        kind=str(data["kind"]),
+        at=_time(data["at"]) or datetime.min,
+        seconds=float(data.get("seconds", 0.0)),
+        partitions=int(data.get("partitions", 0)),
+        files_removed=int(data.get("files_removed", 0)),
+        files_added=int(data.get("files_added", 0)),
+        files_deleted=int(data.get("files_deleted", 0)),
+        error=data.get("error"),
+    )
+
+
 def job_status_from_document(name: str, document: Mapping[str, Any] | None, *, state: str,
                              restarts: int = 0, error: str | None = None) -> JobStatus:
     """Return the JobStatus for a status document and the state the backend observed."""
@@ -44,6 +58,7 @@ def job_status_from_document(name: str, document: Mapping[str, Any] | None, *, s
         totals={k: int(v) for k, v in (document.get("totals") or {}).items()},
         error=error if error is not None else document.get("error"),
         restarts=restarts,
+        maintenance={kind: maintenance_from_dict(run) for kind, run in (document.get("maintenance") or {}).items()},
     )
 
 
@@ -62,4 +77,5 @@ def job_status_to_dict(status: JobStatus) -> dict[str, Any]:
         "totals": dict(status.totals),
         "error": status.error,
         "restarts": status.restarts,
+        "maintenance": {kind: run.to_dict() for kind, run in status.maintenance.items()},
     }

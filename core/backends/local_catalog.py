@@ -1,8 +1,9 @@
-"""Local crawlers and catalog: scan the lake with pyarrow, register tables, columns and partitions.
+"""Local crawlers and catalog: read each Delta table's schema and partitions into a local catalog.
 
 The catalog is one JSON document under $SIGNAL_HOME/catalog, the local stand-in for the Glue Data
-Catalog; DuckDB views are built from it. Crawlers are for new tables and schema changes: new files
-in a known table are queryable without a crawl (the views glob the table's folder at query time).
+Catalog (whose crawlers register the same Delta tables natively on AWS). Crawlers are for new tables
+and schema changes: new data in a catalogued table is queryable without a crawl (queries read the
+table's current snapshot).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from deltalake.exceptions import DeltaError
 
 from core.backends.base import CrawlerState
 from core.backends.processes import pid_alive
+from core.delta_lake import open_table
 from core.errors import ConflictError, NotFoundError
-from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec, parse_data_file_name
+from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec, partition_name
 
 RUNNING = "RUNNING"
 READY = "READY"
@@ -56,20 +58,12 @@ def _parse(moment: Any) -> datetime | None:
     return datetime.fromisoformat(moment) if moment else None
 
 
-def partitions_on_disk(table_folder: Path) -> list[str]:
-    """Return the table's `dt=.../hr=...` partitions that hold at least one data file of the table.
-
-    Data files are those of the layout (core.lake_layout.parse_data_file_name): not a write in
-    progress, not a compaction's hourly rollup (another schema).
-    """
-    found: list[str] = []
-    if not table_folder.is_dir():
-        return found
-    for dt_dir in sorted(table_folder.glob("dt=*")):
-        for hr_dir in sorted(dt_dir.glob("hr=*")):
-            if any(parse_data_file_name(f.name) is not None for f in os.scandir(hr_dir)):
-                found.append(f"{dt_dir.name}/{hr_dir.name}")
-    return found
+def table_partitions(lake_root: Path, spec: TableSpec) -> list[str]:
+    """Return the `dt=.../hr=...` partitions of the table's current snapshot that hold rows."""
+    table = open_table(str(lake_root), spec)
+    if table is None:
+        return []
+    return sorted(partition_name(p["dt"], p["hr"]) for p in table.partitions())
 
 
 class LocalCatalog:
@@ -227,7 +221,7 @@ class LocalCrawlers:
         try:
             outcome.update(self._crawl(spec))
             outcome["last_result"] = "SUCCEEDED"
-        except (OSError, pa.ArrowException) as error:
+        except (OSError, pa.ArrowException, DeltaError) as error:
             outcome.update(last_result="FAILED", message=f"{type(error).__name__}: {error}")
         finally:
             outcome["last_finished"] = _iso(_now())
@@ -237,17 +231,12 @@ class LocalCrawlers:
             self._lock_path(name).unlink(missing_ok=True)
 
     def _crawl(self, spec: TableSpec) -> dict[str, Any]:
-        folder = self.catalog.lake_root / spec.prefix
-        partitions = partitions_on_disk(folder)
-        if not partitions:
+        table = open_table(str(self.catalog.lake_root), spec)
+        partitions = sorted(partition_name(p["dt"], p["hr"]) for p in table.partitions()) if table else []
+        if table is None or not partitions:
             return {"message": f"no data in {spec.prefix} yet", "tables_added": 0, "tables_updated": 0,
                     "partitions_added": 0}
-        newest_partition = folder / partitions[-1]
-        newest_file = max(
-            (f for f in newest_partition.iterdir() if parse_data_file_name(f.name) is not None),
-            key=lambda f: f.stat().st_mtime,
-        )
-        schema = pq.read_schema(newest_file)
+        schema = pa.schema(table.schema().to_arrow())
         columns = [(field.name, sql_type(field.type)) for field in schema if field.name not in PARTITION_KEYS]
         changes = self.catalog.register(spec, columns, partitions)
         summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in changes.items() if v) or "no changes"

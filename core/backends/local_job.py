@@ -73,15 +73,16 @@ class LocalJob:
             job_state = "STARTING"  # the document is from the previous run
         return job_status_from_document(self.settings.job_name, document, state=job_state, restarts=restarts)
 
-    def start(self) -> JobStatus:
+    def start(self, *, reset_checkpoint: bool = False) -> JobStatus:
         """Start the supervised job in the background (no-op when it already runs)."""
         if self._pid() is not None:
             return self.status()
         self.run_folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.to_env(), "SIGNAL_HOME": str(self.settings.home.resolve())}
+        reset = ["--reset-checkpoint"] if reset_checkpoint else []
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "job", "supervise"],
+                [sys.executable, "-m", "core.cli", "job", "supervise", *reset],
                 cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -102,8 +103,16 @@ class LocalJob:
         return self.status()
 
 
-def supervise(settings: Settings) -> int:
-    """Run the job in a child process; restart it with backoff when it fails; forward a stop."""
+# `job run`'s exit code when it refuses its checkpoint (glue_job/local.py): restarting cannot help.
+REFUSED_EXIT_CODE = 3
+
+
+def supervise(settings: Settings, *, reset_checkpoint: bool = False) -> int:
+    """Run the job in a child process; restart it with backoff when it fails; forward a stop.
+
+    A checkpoint reset is passed to the first run only: a restart after a crash resumes the new
+    checkpoint. A refused start is not restarted (the status document says why).
+    """
     run_folder = settings.home / "run"
     run_folder.mkdir(parents=True, exist_ok=True)
     state_file = run_folder / "supervisor.json"
@@ -126,9 +135,10 @@ def supervise(settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_stop)
     while not stopping:
         write_state(False)
-        child = subprocess.Popen([sys.executable, "-m", "core.cli", "job", "run"], cwd=PROJECT_ROOT)
+        reset = ["--reset-checkpoint", "--supervised"] if reset_checkpoint and restarts == 0 else []
+        child = subprocess.Popen([sys.executable, "-m", "core.cli", "job", "run", *reset], cwd=PROJECT_ROOT)
         code = child.wait()
-        if stopping or code == 0:
+        if stopping or code in (0, REFUSED_EXIT_CODE):
             break
         restarts += 1
         delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(restarts, 6))

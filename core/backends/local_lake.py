@@ -1,13 +1,12 @@
-"""SQL over the local lake with DuckDB: views over the catalogued tables' live Parquet files.
+"""SQL over the local lake with DuckDB: views over each catalogued Delta table's current snapshot.
 
 One DuckDB connection per process and one cursor per query (a connection refuses concurrent
-calls). Each query lists its tables' live files (core.lake_layout.live_file_names: a partition's
-newest compacted file and the batch files after it) and reads exactly those through views of its
-own cursor, so new files and partitions of a catalogued table are visible without a crawl, a
-compaction never makes a query count a row twice, and concurrent queries do not share file lists.
-A table the catalog does not know reads as empty. A table with an hourly rollup (core.lake_layout.
-Rollup) also gets the rollup's three views from the same listing; queries run in their local
-variant (core.queries.LOCAL_QUERIES), which reads them.
+calls). Each query takes its tables' newest snapshots from their Delta logs (delta-rs, kept open
+and brought up to date incrementally) and reads exactly those files, pruned to the query's dt
+range, through TEMP views of its own cursor. So new data of a catalogued table is visible without a
+crawl, and a compaction never makes a query miss or count a row twice: the files a snapshot lists
+stay until VACUUM, an hour after they were replaced. A table the catalog does not know reads as
+empty.
 """
 
 from __future__ import annotations
@@ -16,19 +15,21 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
 
 from core import queries
 from core.backends.base import QueryResult, TableFreshness
-from core.backends.local_catalog import LocalCatalog, partitions_on_disk, sql_type
-from core.backends.local_files import LiveFiles, Partition, current_day_pieces
+from core.backends.local_catalog import LocalCatalog, sql_type, table_partitions
+from core.delta_lake import newest_commit, open_table, partition_files
 from core.errors import NotFoundError, QueryError
-from core.lake_layout import ROLLUPS, TABLES, TABLES_BY_NAME
+from core.lake_layout import TABLES, TABLES_BY_NAME, TableSpec
 
 
 def _sql_string(text: str) -> str:
@@ -36,118 +37,106 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# A compaction may delete a listed file between the listing and the read: the query is run again on
-# a new listing (the compacted file that replaced it is then listed), at most this many times.
-ATTEMPTS = 3
+def _columns(spec: TableSpec) -> str:
+    # Delta timestamps are UTC instants (TIMESTAMPTZ in DuckDB); the named queries compare and return
+    # them as plain UTC timestamps, as Athena does, so the connection runs in UTC.
+    return ", ".join(f"CAST({f.name} AS TIMESTAMP) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
+                     for f in spec.schema) + ", dt, hr"
 
 
 class LocalLake:
-    """Named queries on DuckDB over the catalogued local lake."""
+    """Named queries on DuckDB over the catalogued local lake's Delta tables."""
 
     def __init__(self, catalog: LocalCatalog, lake_root: Path) -> None:
         self.catalog = catalog
         self.lake_root = lake_root
-        self.live_files = LiveFiles()
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self._tables: dict[str, DeltaTable] = {}
+        self._table_locks = {spec.name: threading.Lock() for spec in TABLES}
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._connection is None:
                 self._connection = duckdb.connect(":memory:")
+                self._connection.execute("SET TimeZone = 'UTC'")
                 self._create_empty_views(self._connection)
             return self._connection.cursor()
 
-    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: Iterable[str],
-                      listed: list[Path]) -> queries.DayPieces:
-        """Point the tables' names, in this cursor, at their live files now; add the files to `listed`.
+    def _snapshot(self, spec: TableSpec) -> DeltaTable | None:
+        """Return the table brought up to its newest version (reading only the commits since the last
+        call), or None when it does not exist yet."""
+        with self._table_locks[spec.name]:
+            table = self._tables.get(spec.name)
+            if table is None:
+                table = open_table(str(self.lake_root), spec)
+                if table is None:
+                    return None
+                self._tables[spec.name] = table
+            else:
+                table.update_incremental()
+            return table
 
-        The views are TEMP views: they belong to this cursor alone and hide the connection's empty
-        views of the same names. A table the catalog does not know, or one without files, keeps the
-        empty view. Return the current day pieces the views hold (one listing decides both).
+    def _files(self, spec: TableSpec, dt_from: str, dt_to: str) -> list[str]:
+        table = self._snapshot(spec)
+        if table is None:
+            return []
+        with self._table_locks[spec.name]:
+            return table.file_uris(file_pruning_predicate=[("dt", ">=", dt_from), ("dt", "<=", dt_to)])
+
+    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: tuple[str, ...], dt_from: str,
+                      dt_to: str) -> None:
+        """Point the tables' names, in this cursor, at their snapshot's files in [dt_from, dt_to].
+
+        The views are TEMP views: they belong to this cursor alone and hide the connection's empty views
+        of the same names. A table the catalog does not know, or one without files, keeps the empty view.
         """
         catalogued = self.catalog.tables()
-        pieces = queries.DayPieces()
         for name in tables:
             if name not in catalogued:
                 continue
-            partitions = self.live_files.partitions(self.lake_root / catalogued[name]["location"])
-            views = {name: [path for p in partitions for path in p.paths]}
-            rollup = ROLLUPS.get(name)
-            if rollup is not None:
-                days = current_day_pieces(partitions)
-                views[rollup.name] = [path for p in partitions for path in p.rollup_paths]
-                views[rollup.covered] = [path for p in partitions for path in p.covered_paths]
-                views[rollup.uncovered] = [path for p in partitions for path in p.uncovered_paths]
-                views[rollup.days] = [piece.path for piece in days]
-                pieces = queries.DayPieces(frozenset(d.hour for d in days if d.head),
-                                           frozenset(d.hour for d in days if not d.head))
-            for view, files in views.items():
-                if not files:
-                    continue
-                listed += files
-                # Every file of a view has one schema (core/lake_layout.py), so no union_by_name: it would
-                # read every file's footer before each query.
-                paths = ", ".join(_sql_string(str(f)) for f in files)
-                cursor.execute(
-                    f"CREATE TEMP VIEW {view} AS SELECT * FROM read_parquet([{paths}], "
-                    "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
-                )
-        return pieces
-
-    def _cursor(self, tables: Iterable[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, queries.DayPieces]:
-        """Return a cursor whose views read the tables' (default: every table's) live files now,
-        and the day pieces they hold (for queries.bind)."""
-        cursor = self._new_cursor()
-        with contextlib.ExitStack() as unless_returned:
-            unless_returned.callback(cursor.close)  # a cursor whose views failed is closed, not leaked
-            pieces = self._create_views(cursor, [t.name for t in TABLES] if tables is None else tables, [])
-            unless_returned.pop_all()
-        return cursor, pieces
+            spec = TABLES_BY_NAME[name]
+            files = self._files(spec, dt_from, dt_to)
+            if not files:
+                continue
+            # Every file of a table has its schema, so no union_by_name: it would read every file's footer.
+            paths = ", ".join(_sql_string(f) for f in files)
+            cursor.execute(
+                f"CREATE TEMP VIEW {name} AS SELECT {_columns(spec)} FROM read_parquet([{paths}], "
+                "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
+            )
 
     @staticmethod
     def _create_empty_views(connection: duckdb.DuckDBPyConnection) -> None:
         # A known table with no data yet reads as empty, with its columns, rather than failing.
-        empty = [(spec.name, spec.schema) for spec in TABLES] + [
-            (view, schema) for r in ROLLUPS.values()
-            for view, schema in ((r.name, r.schema), (r.days, r.schema), (r.covered, r.table.schema),
-                                 (r.uncovered, r.table.schema))]
-        for view, schema in empty:
-            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in schema)
+        for spec in TABLES:
+            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in spec.schema)
             connection.execute(
-                f"CREATE OR REPLACE VIEW {view} AS SELECT {columns}, "
+                f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {columns}, "
                 "CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
             )
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a named query; raise NotFoundError when its table has not been crawled yet."""
-        query, values = queries.bind(name, params, local=True)  # bad input fails before any listing
+        query, values, bounds = queries.bind_with_bounds(name, params)  # bad input fails before any read
         catalogued = self.catalog.tables()
         missing = [t for t in query.tables
-                   if t not in catalogued and partitions_on_disk(self.lake_root / TABLES_BY_NAME[t].prefix)]
+                   if t not in catalogued and table_partitions(self.lake_root, TABLES_BY_NAME[t])]
         if missing:
             raise NotFoundError(f"table {missing[0]} is not in the catalog yet",
                                 next_step="run the crawlers once data has arrived: python -m core.cli crawl")
-        as_of = self._as_of(query.tables)
         started = time.perf_counter()
-        for attempt in range(1, ATTEMPTS + 1):
-            cursor = self._new_cursor()
-            listed: list[Path] = []
-            try:
-                pieces = self._create_views(cursor, query.tables, listed)
-                query, values = queries.bind(name, params, local=True, day_pieces=pieces)
+        cursor = self._new_cursor()
+        try:
+            with contextlib.closing(cursor):
+                self._create_views(cursor, query.tables, bounds.dt_from, bounds.dt_to)
                 frame = cursor.execute(query.sql, list(values)).df()
-                break
-            except duckdb.Error as error:
-                if attempt < ATTEMPTS and any(not f.exists() for f in listed):
-                    continue  # a compaction replaced files since they were listed: list them again
-                raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
-            finally:
-                cursor.close()
+        except duckdb.Error as error:
+            raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
         return QueryResult(
             name=name,
             frame=frame,
-            as_of=as_of,
+            as_of=self._as_of(query.tables),
             sql=query.sql,
             params=values,
             query_id=f"local-{uuid.uuid4().hex[:12]}",
@@ -155,37 +144,35 @@ class LocalLake:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
+    def _newest_commit_at(self, spec: TableSpec) -> datetime | None:
+        table = self._snapshot(spec)
+        if table is None or table.version() == 0:  # version 0 is the empty table's creation
+            return None
+        with self._table_locks[spec.name]:
+            return newest_commit(table).time
+
     def _as_of(self, tables: tuple[str, ...]) -> datetime | None:
-        newest = [self._newest_file_at(self.lake_root / t.prefix) for t in TABLES if t.name in tables]
+        newest = [self._newest_commit_at(TABLES_BY_NAME[t]) for t in tables]
         known = [n for n in newest if n is not None]
         return min(known) if known else None
 
-    def _newest_file_at(self, folder: Path, partitions: list[Partition] | None = None) -> datetime | None:
-        # Late data lands at most one watermark behind, so the two newest partitions hold the newest file.
-        # Compaction keeps the newest mtime of the files it merged, so it does not move this time.
-        newest = 0.0
-        for partition in (self.live_files.partitions(folder) if partitions is None else partitions)[-2:]:
-            for path in partition.paths:
-                try:
-                    newest = max(newest, path.stat().st_mtime)
-                except FileNotFoundError:
-                    continue  # covered by a compaction since it was listed: its rows are in a newer file
-        return datetime.fromtimestamp(newest, UTC) if newest else None
-
     def freshness(self) -> list[TableFreshness]:
-        """Return every table's newest file, live files and partitions, and catalog coverage."""
+        """Return every table's newest commit, live files and partitions, and catalog coverage."""
         catalogued = self.catalog.tables()
         result = []
-        for table in TABLES:
-            folder = self.lake_root / table.prefix
-            partitions = self.live_files.partitions(folder)
-            known = set(catalogued.get(table.name, {}).get("partitions", []))
+        for spec in TABLES:
+            table = self._snapshot(spec)
+            files: dict[str, int] = {}
+            if table is not None:
+                with self._table_locks[spec.name]:
+                    files = partition_files(table)
+            known = set(catalogued.get(spec.name, {}).get("partitions", []))
             result.append(TableFreshness(
-                table=table.name,
-                newest_file_at=self._newest_file_at(folder, partitions),
-                files=sum(len(p.files) for p in partitions),
-                partitions=len(partitions),
-                catalogued=table.name in catalogued,
-                uncatalogued_partitions=len([p for p in partitions if p.name not in known]),
+                table=spec.name,
+                newest_file_at=self._newest_commit_at(spec),
+                files=sum(files.values()),
+                partitions=len(files),
+                catalogued=spec.name in catalogued,
+                uncatalogued_partitions=len([p for p in files if p not in known]),
             ))
         return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -45,17 +43,21 @@ def test_bind_without_times_covers_everything() -> None:
                       "1970-01-01 00:00:00.000", "9999-12-31 23:59:59.000")
 
 
-def test_rollup_spans_of_an_unbounded_range_use_day_pieces_only_when_every_day_has_one() -> None:
-    # The defaults span millennia; whole days count only when every day between has a current piece.
-    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
-    day = timedelta(days=1)
-    few = Q.DayPieces(tails=frozenset({start + day, start + 2 * day}))
-    spans = Q.rollup_spans(start, end, 10, few)
-    assert spans.days[0] == spans.days[1]  # no whole-day span: most days have no piece
-    assert (spans.covered_from, spans.covered_to) == (start, end)
-    every = Q.DayPieces(tails=frozenset({start + day * k for k in range(1, 4)}))
-    short = Q.rollup_spans(start, start + 4 * day, 10, every)
-    assert short.days == (start + day, start + 4 * day)
+def test_coverage_range_is_snapped_outwards_to_whole_coverage_windows() -> None:
+    # coverage_grid sums 15-minute windows: a range inside one is widened to it, never cut through it.
+    inside = {"since": "2026-03-01T10:07", "until": "2026-03-01T10:31"}
+    _, params, bounds = Q.bind_with_bounds("coverage_cells", inside)
+    assert (bounds.since, bounds.until) == (datetime(2026, 3, 1, 10, tzinfo=UTC),
+                                            datetime(2026, 3, 1, 10, 45, tzinfo=UTC))
+    assert params[-2:] == ("2026-03-01 10:00:00.000", "2026-03-01 10:45:00.000")
+    edges = {"since": "2026-03-01T10:15", "until": "2026-03-01T11:00"}
+    on_edges = Q.bind_with_bounds("coverage_cells", edges)[2]
+    assert (on_edges.since.minute, on_edges.until.hour) == (15, 11)
+    # the 1-minute tables are never snapped
+    _, _, minute = Q.bind_with_bounds("signal_by_operator", inside)
+    assert (minute.since.minute, minute.until.minute) == (7, 31)
+    # the unbounded default stays unbounded
+    assert Q.bind("coverage_cells")[1][-2:] == Q.bind("quarantine_counts")[1][-2:]
 
 
 @pytest.mark.parametrize(
@@ -360,110 +362,3 @@ def test_partition_bounds_select_the_rows_of_the_time_bounds(straddling: duckdb.
             assert bounded == straddling.execute(unbounded_sql, unbounded_params).fetchall(), (since, until)
             compared += bool(bounded and bounded != [(0, None, 0, 0)])
     assert compared > 10  # most ranges hold rows: the comparison is not between empty answers
-
-
-# --- the local variant of coverage_cells: rollup spans ----------------------------------------------
-
-LOCAL_NAMES = sorted(Q.LOCAL_QUERIES)
-BLOCK = Q.COVERAGE_GRID_ROLLUP.block_minutes
-UTC_DAY = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _pieces(rng: random.Random) -> Q.DayPieces:
-    hours = [UTC_DAY + timedelta(hours=h) for h in range(-48, 72)]
-    return Q.DayPieces(frozenset(h for h in hours if rng.random() < 0.7),
-                       frozenset(h for h in hours if rng.random() < 0.7))
-
-
-@pytest.mark.parametrize("name", LOCAL_NAMES)
-def test_every_local_query_binds_one_value_per_placeholder(name: str) -> None:
-    rng = random.Random(1)
-    for pieces in (Q.DayPieces(), _pieces(rng)):
-        for window in (WINDOW, {"since": "2026-02-28T10:20:00", "until": "2026-03-02T10:20:00"}, {}):
-            query, params = Q.bind(name, window, local=True, day_pieces=pieces)
-            assert query.sql.count("?") == len(params) == len(query.parameters)
-            assert query.sql != Q.QUERIES[name].sql and "{" not in query.sql
-    assert Q.bind("signal_by_operator", WINDOW, local=True)[0] is Q.QUERIES["signal_by_operator"]
-
-
-def _random_moment(rng: random.Random) -> datetime:
-    at = UTC_DAY + timedelta(seconds=rng.randrange(-40 * 3600, 60 * 3600))
-    edge = rng.choice(["hour", "block", "day", "ms", "free"])
-    if edge == "hour":
-        return at.replace(minute=0, second=0)
-    if edge == "block":
-        return at.replace(minute=at.minute // BLOCK * BLOCK, second=0)
-    if edge == "day":
-        return at.replace(hour=0, minute=0, second=0)
-    if edge == "ms":
-        return at.replace(second=0) + timedelta(milliseconds=rng.choice([-1, 1]))
-    return at
-
-
-def test_rollup_spans_cover_the_range_once_with_current_pieces_only() -> None:
-    rng = random.Random(7)
-    hour = timedelta(hours=1)
-    checked = 0
-    while checked < 3000:
-        first, end = sorted((_random_moment(rng), _random_moment(rng)))
-        if first == end:
-            continue
-        pieces = _pieces(rng) if rng.random() < 0.8 else Q.DayPieces()
-        s = Q.rollup_spans(first, end, BLOCK, pieces)
-        spans = [(s.tail_start, s.tail_start + timedelta(minutes=s.tail_minutes)), *s.hours,
-                 (s.day_tail_start, s.day_tail_start + timedelta(minutes=s.day_tail_minutes)), s.days,
-                 (s.day_head_start, s.day_head_start + timedelta(minutes=s.day_head_minutes)),
-                 (s.head_start, s.head_start + timedelta(minutes=s.head_minutes))]
-        used = sorted(span for span in spans if span[0] < span[1])
-        # Inside the range, adjacent, their union [covered_from, covered_to).
-        assert all(first <= a and b <= end for a, b in used)
-        assert all(b == a for (_, b), (a, _) in itertools.pairwise(used))
-        if used:
-            assert (used[0][0], used[-1][1]) == (s.covered_from, s.covered_to)
-        else:
-            assert s.covered_from == s.covered_to
-        # Hours hour by hour are whole hours; day pieces are pieces the lake holds.
-        assert all(a.minute == b.minute == 0 == a.second == b.second for a, b in s.hours)
-        if s.day_tail_minutes:
-            assert s.day_tail_start in pieces.tails
-            assert (s.day_tail_start + timedelta(minutes=s.day_tail_minutes)).hour == 0
-        if s.day_head_minutes:
-            assert s.day_head_start.hour == 0
-            assert s.day_head_start + timedelta(minutes=s.day_head_minutes) - hour in pieces.heads
-        if s.days[0] < s.days[1]:
-            days = (s.days[1] - s.days[0]).days
-            assert all(s.days[0] + timedelta(days=d) in pieces.tails for d in range(days))
-        # What is left is read as minute rows: only in the first and last partition, and less than a block
-        # at each end unless the range has no whole hour and no block of its own to use.
-        last = end - timedelta(microseconds=1)
-        left = [(first, s.covered_from), (s.covered_to, end)] if used else [(first, end)]
-        for a, b in left:
-            if a < b:
-                assert a.replace(minute=0, second=0, microsecond=0) in (
-                    first.replace(minute=0, second=0, microsecond=0), last.replace(minute=0, second=0, microsecond=0))
-                assert (b - timedelta(microseconds=1)).replace(minute=0, second=0, microsecond=0) in (
-                    first.replace(minute=0, second=0, microsecond=0), last.replace(minute=0, second=0, microsecond=0))
-        if end - first > 2 * hour:
-            assert all(b - a < timedelta(minutes=BLOCK) for a, b in left)
-        checked += 1
-
-
-def test_rollup_spans_of_a_day_use_day_pieces_where_current() -> None:
-    since, until = datetime(2026, 2, 28, 10, 23, 17, tzinfo=UTC), datetime(2026, 3, 1, 10, 23, 17, tzinfo=UTC)
-    tail, head = datetime(2026, 2, 28, 11, tzinfo=UTC), datetime(2026, 3, 1, 9, tzinfo=UTC)
-    both = Q.rollup_spans(since, until, 10, Q.DayPieces(frozenset({head}), frozenset({tail})))
-    assert (both.tail_start, both.tail_minutes) == (datetime(2026, 2, 28, 10, 30, tzinfo=UTC), 30)
-    assert (both.day_tail_start, both.day_tail_minutes, both.day_head_minutes) == (tail, 13 * 60, 10 * 60)
-    assert both.hours[0][0] == both.hours[0][1] and both.hours[1][0] == both.hours[1][1]
-    assert (both.head_start, both.head_minutes) == (datetime(2026, 3, 1, 10, tzinfo=UTC), 20)
-    assert (both.covered_from, both.covered_to) == (datetime(2026, 2, 28, 10, 30, tzinfo=UTC),
-                                                    datetime(2026, 3, 1, 10, 20, tzinfo=UTC))
-    # Without the tail (not current), its hours are read hour by hour.
-    no_tail = Q.rollup_spans(since, until, 10, Q.DayPieces(frozenset({head})))
-    assert no_tail.day_tail_minutes == 0 and no_tail.hours[0] == (tail, datetime(2026, 3, 1, tzinfo=UTC))
-    _, params = Q.bind("coverage_cells", {"since": since, "until": until}, local=True,
-                       day_pieces=Q.DayPieces(frozenset({head}), frozenset({tail})))
-    names = Q.LOCAL_QUERIES["coverage_cells"].parameters
-    bound = dict(zip(names, params, strict=True))
-    assert (bound["day_tail_dt"], bound["day_tail_hr"], bound["day_head_dt"], bound["day_head_hr"]) == (
-        "2026-02-28", "11", "2026-03-01", "09")

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 
+from core import queries
+from core.backends.local import build_local_backend
+from core.config import Settings
+from core.lake_layout import COVERAGE_GRID, GPS_PRECISION_BY_PROVIDER, SIGNAL_STRENGTH_BY_OPERATOR, STATUS_COUNT
 from tests import reference
 from tests.conftest import PROJECT_ROOT
 
@@ -119,38 +126,155 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, env: dict[str, str])
         assert "Traceback" not in done.stderr
 
 
-def test_kill_9_mid_run_then_restart_keeps_totals_exact(tmp_path: Path, env: dict[str, str]) -> None:
+def delta_tables_match_reference(csv_path: Path, lake: Path, reference_rows: pd.DataFrame | None = None) -> None:
+    """Read every table with deltalake alone (no code of ours) and compare it with the pandas reference."""
+    rows = reference.load_valid_rows(csv_path) if reference_rows is None else reference_rows
+
+    signal = DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix)).to_pandas()
+    signal["operator"] = signal["operator"].str.lower()
+    got = signal.groupby("operator").agg(signal_sum=("signal_sum", "sum"), samples=("signal_count", "sum"))
+    got["avg_signal"] = got["signal_sum"] / got["samples"].where(got["samples"] > 0)
+    want = reference.signal_by_operator(rows).set_index("operator")
+    assert sorted(got.index) == sorted(want.index)
+    assert (got["samples"].loc[want.index] == want["samples"]).all()
+    assert (got["avg_signal"].loc[want.index] - want["avg_signal"]).abs().max() < 1e-9
+
+    status = DeltaTable(str(lake / STATUS_COUNT.prefix)).to_pandas()
+    got_status = status.groupby(["postal_code", "status", "description"])["record_count"].sum()
+    want_status = reference.status_by_postal_code(rows).set_index(["postal_code", "status", "description"])["records"]
+    assert got_status.sort_index().to_dict() == want_status.sort_index().to_dict()
+
+    gps = DeltaTable(str(lake / GPS_PRECISION_BY_PROVIDER.prefix)).to_pandas()
+    got_gps = gps.groupby("provider")["precision_count"].sum()
+    want_gps = reference.gps_by_provider(rows).set_index("provider")["samples"]
+    assert got_gps.sort_index().to_dict() == want_gps.sort_index().to_dict()
+
+    grid = DeltaTable(str(lake / COVERAGE_GRID.prefix)).to_pandas()
+    lat, long = (pd.to_numeric(rows[c].str.strip(), errors="coerce") for c in ("lat", "long"))
+    located = lat.between(-90, 90) & long.between(-180, 180)
+    assert int(grid["record_count"].sum()) == int(located.sum())
+
+
+def committed_batch(lake: Path) -> int | None:
+    """Return the newest batch the signal table holds for the job's app, read from the Delta log."""
+    app = json.loads((lake / "_job" / "app.json").read_text())["app_id"]
+    return DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix)).transaction_version(app)
+
+
+def test_any_delta_reader_matches_the_reference_after_compaction_vacuum_and_kill_9(
+        tmp_path: Path, env: dict[str, str]) -> None:
     csv_path = make_csv(tmp_path / "crash.csv", rows=12000, seed=424242)
-    env = {**env, "SIGNAL_MAX_FILES_PER_BATCH": "2"}  # 1000 records per batch: many batches to crash into
+    # 500 records per batch: many batches, so an open hour is compacted (15 files) while the queries run;
+    # replaced files are vacuumed 3 s after they were replaced, far longer than a query here takes.
+    env = {**env, "SIGNAL_MAX_FILES_PER_BATCH": "1", "SIGNAL_COMPACT_SECONDS": "1", "SIGNAL_VACUUM_SECONDS": "1",
+           "SIGNAL_RETENTION_SECONDS": "3"}
     assert json.loads(cli("replay", str(csv_path), "--json", env=env).stdout)["sent"] == 12000
+    home = Path(env["SIGNAL_HOME"])
+    lake = home / "lake"
+    commits = lake / "checkpoints" / "etl_streaming_mobile_logs" / "commits"
+    backend = build_local_backend(Settings.from_env({k: v for k, v in env.items() if k.startswith("SIGNAL_")}))
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def query_loop() -> None:
+        while not stop.is_set():
+            for name in queries.QUERIES:
+                try:
+                    backend.lake.query(name)
+                    answered[0] += 1
+                except Exception as error:  # every failure is collected, and fails the test
+                    failures.append(f"{name}: {type(error).__name__}: {error}")
 
     job = subprocess.Popen([sys.executable, "-m", "core.cli", "job", "run"], cwd=PROJECT_ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    lake = Path(env["SIGNAL_HOME"]) / "lake" / "aggregations" / "signal_strength_by_operator"
-    commits = Path(env["SIGNAL_HOME"]) / "lake" / "checkpoints" / "etl_streaming_mobile_logs" / "commits"
-    deadline = time.monotonic() + 180
-    batch = 2
+    reader = threading.Thread(target=query_loop, daemon=True)
+    deadline = time.monotonic() + 240
+    batch = 18  # past the first compaction of the open hour (15 files)
     try:
-        # Kill while a batch is being written: its first file exists, the batch is not committed yet.
-        # The job is frozen (SIGSTOP) as soon as the file appears, so the check below is exact; when
-        # that batch had already committed, the job resumes and the next batch is tried.
+        while not (lake / "_job" / "app.json").exists() or committed_batch(lake) is None:
+            assert time.monotonic() < deadline and job.poll() is None, "the job committed no batch"
+            time.sleep(0.05)
+        for crawler in backend.crawlers.list():
+            backend.crawlers.run(crawler.name)
+        reader.start()
+        # Kill while a batch is being written: its commit is in the signal table, Spark has not committed
+        # it. The job is frozen (SIGSTOP) as soon as the commit appears, so the check is exact; when that
+        # batch had already committed in Spark, the job resumes and the next batch is tried.
         while True:
-            while not list(lake.glob(f"dt=*/hr=*/batch-{batch}.snappy.parquet")):
-                assert time.monotonic() < deadline, f"the job wrote no batch {batch} within 3 minutes"
+            while (committed_batch(lake) or -1) < batch:
+                assert time.monotonic() < deadline, f"the job committed no batch {batch} within 4 minutes"
                 assert job.poll() is None, "the job ended before it could be killed"
-                time.sleep(0.01)
+                time.sleep(0.005)
             os.killpg(job.pid, signal.SIGSTOP)
             if not (commits / str(batch)).exists():
                 break
             os.killpg(job.pid, signal.SIGCONT)
             batch += 1
-            assert batch < 11, "every batch had committed before it could be stopped"
+            assert batch < 24, "every batch had committed before it could be stopped"
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    assert not (commits / str(batch)).exists()
-    assert list(lake.glob(f"dt=*/hr=*/batch-{batch}.snappy.parquet")), "the crash left no file of the batch"
+    assert committed_batch(lake) == batch and not (commits / str(batch)).exists()
 
-    cli("job", "run", "--available-now", env=env)
+    cli("job", "run", "--available-now", env=env)  # retries the cut batch: its signal commit is skipped
+    time.sleep(1)
+    stop.set()
+    reader.join(timeout=60)
+
+    status = json.loads((lake / "_job" / "status.json").read_text())
+    maintenance = status["maintenance"]
+    assert failures == [] and answered[0] > 50, (failures[:5], answered[0])
+    assert maintenance["compaction"]["error"] is None and maintenance["vacuum"]["error"] is None
+    history = [entry["operation"] for spec in (SIGNAL_STRENGTH_BY_OPERATOR, STATUS_COUNT)
+               for entry in DeltaTable(str(lake / spec.prefix)).history()]
+    assert "WRITE" in history and any(op in history for op in ("VACUUM END",)), history[:10]
+    assert len(DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix)).file_uris()) < batch
+    delta_tables_match_reference(csv_path, lake)
     cli("crawl", env=env)
     assert_matches_reference(csv_path, env)
+    print(f"{answered[0]} queries during the run, none failed; killed in batch {batch}; "
+          f"last compaction {maintenance['compaction']}; last vacuum {maintenance['vacuum']}")
+
+
+def test_a_lost_checkpoint_is_refused_then_a_deliberate_reset_counts_nothing_twice(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    first = make_csv(tmp_path / "first.csv", rows=1500, seed=777)
+    second = make_csv(tmp_path / "second.csv", rows=700, seed=778)
+    home = Path(env["SIGNAL_HOME"])
+    cli("replay", str(first), env=env)
+    cli("job", "run", "--available-now", env=env)
+    shutil.rmtree(home / "lake" / "checkpoints")
+
+    refused = cli("job", "run", "--available-now", env=env, check=False)
+
+    assert refused.returncode == 3
+    assert "its checkpoint checkpoints/etl_streaming_mobile_logs/ is missing" in refused.stderr
+    assert "--reset-checkpoint" in refused.stderr
+    delta_tables_match_reference(first, home / "lake")  # nothing lost, nothing added
+    status = json.loads(cli("job", "status", "--json", env=env).stdout)
+    assert status["state"] == "FAILED" and "missing" in status["error"]
+
+    cli("replay", str(second), env=env)
+    cli("job", "run", "--available-now", "--reset-checkpoint", env=env)
+
+    # The first CSV's stream files were deleted once their batches committed: the reset re-read only
+    # the second's, so the lake holds each record once.
+    both = pd.concat([reference.load_valid_rows(first), reference.load_valid_rows(second)], ignore_index=True)
+    delta_tables_match_reference(first, home / "lake", both)
+    audit = [json.loads(line) for line in (home / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a["outcome"]) for a in audit] == [("job.reset_checkpoint", "ok")]
+    resets = json.loads((home / "lake" / "_job" / "app.json").read_text())["resets"]
+    assert len(resets) == 1 and resets[0]["previous_app_id"] != resets[0]["new_app_id"]
+
+
+def test_the_job_on_two_executor_jvms_gives_the_reference_numbers(tmp_path: Path, env: dict[str, str]) -> None:
+    """local-cluster[2,1,1024]: two executor JVMs, as on a Glue cluster, so nothing relies on one JVM."""
+    csv_path = make_csv(tmp_path / "cluster.csv", rows=3000, seed=31337)
+    cli("replay", str(csv_path), env=env)
+    run = ("import os, sys; from core.config import Settings; from glue_job.local import run; "
+           "sys.exit(run(Settings.from_env(os.environ), available_now=True, master='local-cluster[2,1,1024]'))")
+    done = subprocess.run([sys.executable, "-c", run], cwd=PROJECT_ROOT, env={**env, "PYSPARK_PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    delta_tables_match_reference(csv_path, Path(env["SIGNAL_HOME"]) / "lake")

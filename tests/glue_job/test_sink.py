@@ -1,4 +1,4 @@
-"""The idempotent per-batch writer: deterministic files per table, partition and batch."""
+"""The exactly-once per-batch writer: one Delta commit per table and batch, tagged with (app_id, batch_id)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from core import records as R
@@ -25,11 +24,12 @@ from core.lake_layout import (
     TableSpec,
 )
 from glue_job import transforms
-from glue_job.sink import BatchOutput, LakeFiles, write_batch
+from glue_job.lake_files import LakeFiles
+from glue_job.sink import BatchOutput, LakeTables, collect_aggregates, commit_batch, write_batch
 
 ARRIVAL = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
 GRID = 0.01
-PARTITIONING = ds.partitioning(pa.schema([("dt", pa.string()), ("hr", pa.string())]), flavor="hive")
+APP = "signal-stream/test/app-1"
 
 
 def payload(event_time: str, operator: str, signal: str, lat: str = "40.41678", long: str = "-3.70379") -> str:
@@ -64,114 +64,137 @@ def first_write(records: DataFrame, tmp_path_factory: pytest.TempPathFactory) ->
     return root, write(records, 3, root)
 
 
-def write(records: DataFrame, batch_id: int, root: Path) -> BatchOutput:
-    return write_batch(records, batch_id, LakeFiles(str(root)), grid_degrees=GRID, input_rows=len(PAYLOADS))
+def write(records: DataFrame, batch_id: int, root: Path, app_id: str = APP) -> BatchOutput:
+    return write_batch(records, batch_id, LakeTables(str(root)), app_id, grid_degrees=GRID,
+                       input_rows=len(PAYLOADS))
 
 
-def lake_files(root: Path) -> set[str]:
-    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
+def delta(root: Path, spec: TableSpec) -> DeltaTable:
+    return DeltaTable(str(root / spec.prefix))
 
 
 def table(root: Path, spec: TableSpec) -> pa.Table:
-    """Return a whole table of the lake, with its dt/hr partition columns as strings."""
-    return ds.dataset(root / spec.prefix, format="parquet", partitioning=PARTITIONING).to_table()
+    """Return a whole table of the lake as any Delta reader sees it, dt/hr included."""
+    return delta(root, spec).to_pyarrow_table()
 
 
 def total(root: Path, spec: TableSpec, column: str) -> int:
     return pc.sum(table(root, spec)[column]).as_py()
 
 
-def expected_files(batch_id: int) -> set[str]:
-    name = f"batch-{batch_id}.snappy.parquet"
-    files = {
-        f"aggregations/{spec.name}/dt=2024-05-01/hr={hr}/{name}" for spec in AGGREGATION_TABLES for hr in ("09", "10")
-    }
-    return files | {f"quarantine/dt=2024-05-01/hr=10/{name}"}
+def versions(root: Path) -> dict[str, int]:
+    return {spec.name: delta(root, spec).version() for spec in TABLES}
 
 
-def assert_no_temporary_files(root: Path) -> None:
-    assert [path for path in root.rglob("*") if path.name.startswith(".")] == []
-
-
-def test_files_land_in_dt_hr_partitions_with_the_lake_schemas(first_write: tuple[Path, BatchOutput]) -> None:
-    tmp_path, output = first_write
+def test_a_batch_is_one_commit_per_table_in_dt_hr_partitions(first_write: tuple[Path, BatchOutput]) -> None:
+    root, output = first_write
 
     assert output == BatchOutput(batch_id=3, input_rows=len(PAYLOADS), aggregated_rows=USABLE_ROWS,
-                                 quarantined_rows=1, files_written=9)
-    assert lake_files(tmp_path) == expected_files(3)
-    specs = {spec.prefix: spec for spec in TABLES}
-    for relative in lake_files(tmp_path):
-        spec = specs[relative.rsplit("/dt=", 1)[0]]
-        schema = pq.read_schema(tmp_path / relative).remove_metadata()
-        assert schema.equals(spec.schema), (relative, schema, spec.schema)
+                                 quarantined_rows=1, commits=5)
+    for spec in TABLES:
+        log = delta(root, spec)
+        assert log.version() == 1, spec.name  # created (0), then the batch's append (1)
+        assert log.transaction_version(APP) == 3
+        assert pa.schema(log.schema().to_arrow()).equals(spec.delta_schema), spec.name
+        assert log.metadata().partition_columns == ["dt", "hr"]
+    partitions = {spec.name: sorted((p["dt"], p["hr"]) for p in delta(root, spec).partitions()) for spec in TABLES}
+    assert partitions[SIGNAL_STRENGTH_BY_OPERATOR.name] == [("2024-05-01", "09"), ("2024-05-01", "10")]
+    assert partitions[QUARANTINE.name] == [("2024-05-01", "10")]
 
 
 def test_written_values(first_write: tuple[Path, BatchOutput]) -> None:
-    tmp_path, _ = first_write
+    root, _ = first_write
 
-    signal = table(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR).sort_by([("window_start", "ascending"),
-                                                                   ("operator", "ascending")]).to_pylist()
-    # Timestamps are UTC wall-clock values in the files, whatever the driver's time zone.
+    signal = table(root, SIGNAL_STRENGTH_BY_OPERATOR).sort_by([("window_start", "ascending"),
+                                                               ("operator", "ascending")]).to_pylist()
+    # Timestamps are UTC instants, whatever the driver's time zone.
     assert [(r["window_start"], r["window_end"], r["operator"], r["network"], r["signal_sum"], r["signal_count"],
              r["signal_min"], r["signal_max"], r["dt"], r["hr"]) for r in signal] == [
-        (datetime(2024, 5, 1, 9, 59), datetime(2024, 5, 1, 10, 0), "Movistar", "Movistar", -170.0, 2, -90.0, -80.0,
-         "2024-05-01", "09"),
-        (datetime(2024, 5, 1, 10, 0), datetime(2024, 5, 1, 10, 1), "Movistar", "Movistar", -60.0, 1, -60.0, -60.0,
-         "2024-05-01", "10"),
-        (datetime(2024, 5, 1, 10, 0), datetime(2024, 5, 1, 10, 1), "Orange", "Orange", -70.0, 1, -70.0, -70.0,
-         "2024-05-01", "10"),
+        (datetime(2024, 5, 1, 9, 59, tzinfo=UTC), datetime(2024, 5, 1, 10, 0, tzinfo=UTC), "Movistar", "Movistar",
+         -170.0, 2, -90.0, -80.0, "2024-05-01", "09"),
+        (datetime(2024, 5, 1, 10, 0, tzinfo=UTC), datetime(2024, 5, 1, 10, 1, tzinfo=UTC), "Movistar", "Movistar",
+         -60.0, 1, -60.0, -60.0, "2024-05-01", "10"),
+        (datetime(2024, 5, 1, 10, 0, tzinfo=UTC), datetime(2024, 5, 1, 10, 1, tzinfo=UTC), "Orange", "Orange",
+         -70.0, 1, -70.0, -70.0, "2024-05-01", "10"),
     ]
     assert {r["batch_id"] for r in signal} == {3}
-    quarantine = table(tmp_path, QUARANTINE).to_pylist()
+    quarantine = table(root, QUARANTINE).to_pylist()
     assert [(r["arrival_time"], r["stream_seq"], r["reason"], r["raw_payload"]) for r in quarantine] == [
-        (datetime(2024, 5, 1, 10, 0, 30), "seq-4", R.REASON_MALFORMED_JSON, PAYLOADS[4]),
+        (datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC), "seq-4", R.REASON_MALFORMED_JSON, PAYLOADS[4]),
     ]
-    grid = table(tmp_path, COVERAGE_GRID)
-    assert sorted(zip(grid["lat_cell"].to_pylist(), grid["lon_cell"].to_pylist(), strict=True)) == [
-        (40.41, -3.71), (40.41, -3.71), (41.38, 2.17),
+    grid = table(root, COVERAGE_GRID).to_pylist()
+    assert sorted((r["lat_cell"], r["lon_cell"]) for r in grid) == [(40.41, -3.71), (40.41, -3.71), (41.38, 2.17)]
+    # coverage windows are 15 minutes: 09:59 and 10:00 fall in 09:45 and 10:00
+    assert sorted({(r["window_start"].strftime("%H:%M"), r["window_end"].strftime("%H:%M")) for r in grid}) == [
+        ("09:45", "10:00"), ("10:00", "10:15"),
     ]
 
 
-def test_same_batch_twice_leaves_the_same_files_and_totals(records: DataFrame, tmp_path: Path) -> None:
+def test_a_retried_batch_is_skipped_and_totals_stay_exact(records: DataFrame, tmp_path: Path) -> None:
     write(records, 5, tmp_path)
-    files = lake_files(tmp_path)
-    contents = {relative: pq.read_table(tmp_path / relative) for relative in files}
+    before = versions(tmp_path)
 
-    write(records, 5, tmp_path)  # a retried batch
+    retried = write(records, 5, tmp_path)  # the same batch after a crash
 
-    assert lake_files(tmp_path) == files == expected_files(5)
-    for relative, before in contents.items():
-        assert pq.read_table(tmp_path / relative).equals(before), relative
+    assert (retried.commits, retried.skipped_commits) == (0, 5)
+    assert versions(tmp_path) == before
     assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "signal_count") == USABLE_ROWS
     assert total(tmp_path, GPS_PRECISION_BY_PROVIDER, "precision_count") == USABLE_ROWS
     assert total(tmp_path, STATUS_COUNT, "record_count") == USABLE_ROWS
     assert total(tmp_path, COVERAGE_GRID, "record_count") == USABLE_ROWS
     assert table(tmp_path, QUARANTINE).num_rows == 1
-    assert_no_temporary_files(tmp_path)
 
 
-def test_another_batch_adds_files_and_totals_add_up(records: DataFrame, tmp_path: Path) -> None:
+def test_a_batch_cut_short_between_tables_commits_only_the_rest_on_retry(records: DataFrame, tmp_path: Path) -> None:
+    tables = LakeTables(str(tmp_path))
+    aggregates = collect_aggregates(records, GRID)
+    quarantine = None
+    # The crash: only the first two tables committed batch 7.
+    first_two = aggregates.filter(pc.is_in(aggregates.column("table"),
+                                           pa.array([s.name for s in AGGREGATION_TABLES[:2]])))
+    assert commit_batch(tables, APP, 7, first_two, quarantine) == (2, 0)
+
+    assert commit_batch(LakeTables(str(tmp_path)), APP, 7, aggregates, quarantine) == (2, 2)
+
+    for spec in AGGREGATION_TABLES:
+        assert delta(tmp_path, spec).transaction_version(APP) == 7
+    assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "signal_count") == USABLE_ROWS
+    assert total(tmp_path, COVERAGE_GRID, "record_count") == USABLE_ROWS
+
+
+def test_another_batch_adds_a_commit_and_totals_add_up(records: DataFrame, tmp_path: Path) -> None:
     write(records, 5, tmp_path)
     write(records, 6, tmp_path)
 
-    assert lake_files(tmp_path) == expected_files(5) | expected_files(6)
+    assert set(versions(tmp_path).values()) == {2}
     assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "signal_count") == 2 * USABLE_ROWS
     assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "signal_sum") == 2 * (-80 - 90 - 70 - 60)
     assert total(tmp_path, STATUS_COUNT, "record_count") == 2 * USABLE_ROWS
     assert total(tmp_path, COVERAGE_GRID, "signal_count") == 2 * USABLE_ROWS
-    assert table(tmp_path, QUARANTINE).num_rows == 2
     assert set(table(tmp_path, QUARANTINE)["batch_id"].to_pylist()) == {5, 6}
-    assert_no_temporary_files(tmp_path)
 
 
-def test_no_temporary_files_are_left(first_write: tuple[Path, BatchOutput]) -> None:
-    tmp_path, _ = first_write
+def test_batch_ids_are_per_app_a_new_app_starts_its_own_count(records: DataFrame, tmp_path: Path) -> None:
+    write(records, 0, tmp_path, app_id="signal-stream/test/old")
+    # After a deliberate checkpoint reset the new app numbers batches from 0 again: not skipped.
+    output = write(records, 0, tmp_path, app_id="signal-stream/test/new")
+
+    assert output.commits == 5
+    assert total(tmp_path, STATUS_COUNT, "record_count") == 2 * USABLE_ROWS
+
+
+def assert_no_temporary_files(root: Path) -> None:
+    assert [path for path in root.rglob("*") if path.name.startswith(".") and path.name.endswith(".tmp")] == []
+
+
+def test_state_files_are_written_whole(tmp_path: Path) -> None:
     lake = LakeFiles(str(tmp_path))
     lake.write_json("_job/status.json", {"ok": True})
     lake.write_json("_job/status.json", {"ok": False})
 
     assert_no_temporary_files(tmp_path)
     assert lake.read_json("_job/status.json") == {"ok": False}
+    assert json.loads((tmp_path / "_job" / "status.json").read_text()) == {"ok": False}
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path: Path) -> None:

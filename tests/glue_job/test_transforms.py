@@ -113,11 +113,14 @@ def test_window_columns_of_every_aggregate(spark: SparkSession, name: str) -> No
 
     actual = AGGREGATES[name](records, BATCH_ID).select("window_start", "window_end", "batch_id", "dt", "hr")
 
+    # coverage_grid sums 15-minute windows, the others 1-minute ones.
+    first, last = ("09:45", "23:45") if name == "coverage_grid" else ("09:59", "23:59")
+    length = "15" if name == "coverage_grid" else "01"
     expected = spark.createDataFrame(
         [
-            (ts("2024-05-01 09:59:00"), ts("2024-05-01 10:00:00"), BATCH_ID, "2024-05-01", "09"),
-            (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:01:00"), BATCH_ID, "2024-05-01", "10"),
-            (ts("2024-05-01 23:59:00"), ts("2024-05-02 00:00:00"), BATCH_ID, "2024-05-01", "23"),
+            (ts(f"2024-05-01 {first}:00"), ts("2024-05-01 10:00:00"), BATCH_ID, "2024-05-01", "09"),
+            (ts("2024-05-01 10:00:00"), ts(f"2024-05-01 10:{length}:00"), BATCH_ID, "2024-05-01", "10"),
+            (ts(f"2024-05-01 {last}:00"), ts("2024-05-02 00:00:00"), BATCH_ID, "2024-05-01", "23"),
         ],
         f"{WINDOW_SCHEMA}, {PARTITION_SCHEMA}",
     )
@@ -215,7 +218,7 @@ def test_coverage_grid_cells_and_rows_without_a_position(spark: SparkSession) ->
 
     actual = transforms.coverage_grid(records, BATCH_ID, GRID)
 
-    w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:01:00"))
+    w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:15:00"))  # one 15-minute coverage window
     partition = (BATCH_ID, "2024-05-01", "10")
     expected = spark.createDataFrame(
         [

@@ -23,6 +23,7 @@ from cfnlint.helpers import load_resource
 
 from core.config import SETTINGS, Settings
 from core.lake_layout import TABLES
+from glue_job import package
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -242,6 +243,9 @@ def render(value: Any, template: dict[str, Any]) -> Any:
         return re.sub(r"\$\{([^}]+)\}", lambda m: name_of(m.group(1)), value["Fn::Sub"])
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
         return "<" + ".".join(value["Fn::GetAtt"]) + ">"
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        delimiter, items = value["Fn::Join"]
+        return delimiter.join(str(render(item, template)) for item in items)
     return value
 
 
@@ -376,13 +380,146 @@ def test_every_list_bucket_grant_is_limited_to_prefixes(template: dict[str, Any]
 
 def test_s3_object_writes_stay_under_known_prefixes(template: dict[str, Any]) -> None:
     writes = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
-    allowed = {"<LakeBucket.Arn>/lake/*", "<LakeBucket.Arn>/lake/_audit/*", "<LakeBucket.Arn>/athena-results/*"}
+    allowed = {f"<LakeBucket.Arn>/lake/{prefix}/*" for prefix in ("aggregations", "quarantine", "checkpoints", "_job",
+                                                                   "_audit")} | {"<LakeBucket.Arn>/athena-results/*"}
     for found in iter_policy_statements(template):
         statement = found.statement
         if statement["Effect"] != "Allow" or not set(_as_list(statement["Action"])) & set(writes):
             continue
         rendered = {render(r, template) for r in _as_list(statement["Resource"])}
         assert rendered <= allowed, f"{found.where}: {rendered}"
+
+
+# ------------------------------------------------------------------------------------- who may do what in the lake
+
+LAKE = "lake"  # the LakePrefix default, which render() fills in
+JOB_STATE_KEYS = (f"{LAKE}/checkpoints/etl_streaming_mobile_logs/offsets/42",
+                  f"{LAKE}/checkpoints/etl_streaming_mobile_logs/signal_stream_app.json",
+                  f"{LAKE}/_job/status.json", f"{LAKE}/_job/app.json")
+AUDIT_KEY = f"{LAKE}/_audit/dt=2024-05-01/2024-05-01T13:00:00.000000Z-0a1b2c.json"
+OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
+
+
+def _iam_match(pattern: str, value: str) -> bool:
+    """IAM's wildcard match: `*` is any run of characters (slashes too), `?` one character."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value) is not None
+
+
+def role_allows(template: dict[str, Any], owner: str, action: str, *, key: str | None = None,
+                list_prefix: str | None = None) -> bool:
+    """Return whether an Allow statement of `owner`'s policies grants `action` in the lake bucket.
+
+    Object actions are asked on the object `key`; s3:ListBucket on the bucket, listing `list_prefix`, which a
+    statement's StringLike s3:prefix condition must match. Parameters take their defaults (LakePrefix `lake`).
+    A statement with any other condition cannot be judged here: the test fails rather than guess.
+    """
+    resource = "<LakeBucket.Arn>" if key is None else f"<LakeBucket.Arn>/{key}"
+    for found in iter_policy_statements(template):
+        statement = found.statement
+        if not found.where.startswith(f"{owner}/") or statement.get("Effect") != "Allow":
+            continue
+        if not any(_iam_match(a, action) for a in _as_list(statement.get("Action"))):
+            continue
+        if not any(_iam_match(str(render(r, template)), resource) for r in _as_list(statement.get("Resource"))):
+            continue
+        condition = statement.get("Condition")
+        if condition is None:
+            return True
+        assert set(condition) == {"StringLike"} and set(condition["StringLike"]) == {"s3:prefix"}, (
+            f"{found.where}: role_allows cannot judge the condition {condition}")
+        patterns = [str(render(v, template)) for v in _as_list(condition["StringLike"]["s3:prefix"])]
+        if list_prefix is not None and any(_iam_match(pattern, list_prefix) for pattern in patterns):
+            return True
+    return False
+
+
+def _table_keys(prefix: str) -> list[str]:
+    """Objects of a Delta table: log entries, a log checkpoint, the log's pointer, a data file."""
+    root = f"{LAKE}/{prefix}"
+    return [f"{root}/_delta_log/00000000000000000007.json",
+            f"{root}/_delta_log/00000000000000000100.checkpoint.parquet", f"{root}/_delta_log/_last_checkpoint",
+            f"{root}/dt=2024-05-01/hr=13/part-00001-0a1b2c.c000.snappy.parquet"]
+
+
+def _table_listings(prefix: str) -> list[str]:
+    root = f"{LAKE}/{prefix}"
+    return [f"{root}/_delta_log/", f"{root}/_delta_log/0000000000000000", f"{root}/", f"{root}/dt=2024-05-01/hr=13/"]
+
+
+def test_role_allows_reads_wildcards_and_prefix_conditions() -> None:
+    template = {"Parameters": {"LakePrefix": {"Default": "lake"}}, "Resources": {"R": {
+        "Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
+             "Resource": {"Fn::Sub": "${LakeBucket.Arn}/${LakePrefix}/aggregations/*"}},
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": {"Fn::GetAtt": ["LakeBucket", "Arn"]},
+             "Condition": {"StringLike": {"s3:prefix": [{"Fn::Sub": "${LakePrefix}/aggregations/*"}]}}},
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "*"},
+        ]}}]}}}}
+    assert role_allows(template, "R", "s3:DeleteObject", key="lake/aggregations/t/_delta_log/1.json")
+    assert not role_allows(template, "R", "s3:DeleteObject", key="lake/_audit/x.json")
+    assert not role_allows(template, "R", "s3:DeleteObject", key="lake/aggregations")
+    assert not role_allows(template, "R", "s3:PutObject", key="lake/aggregations/t/x")
+    assert not role_allows(template, "Other", "s3:GetObject", key="lake/aggregations/t/x")
+    assert role_allows(template, "R", "s3:ListBucket", list_prefix="lake/aggregations/t/_delta_log/")
+    assert not role_allows(template, "R", "s3:ListBucket", list_prefix="lake/_audit/")
+    assert not role_allows(template, "R", "s3:ListBucket", list_prefix="lake/")
+    assert not role_allows(template, "R", "s3:ListBucket")
+    conditioned = json.loads(json.dumps(template).replace('"StringLike"', '"StringEquals"'))
+    with pytest.raises(AssertionError, match="cannot judge"):
+        role_allows(conditioned, "R", "s3:ListBucket", list_prefix="lake/aggregations/t/")
+
+
+def test_job_role_writes_compacts_and_vacuums_every_table(template: dict[str, Any]) -> None:
+    for table in TABLES:
+        for key in _table_keys(table.prefix):
+            for action in ("s3:GetObject", *OBJECT_WRITES):
+                assert role_allows(template, "JobRole", action, key=key), f"JobRole: {action} {key}"
+        for prefix in _table_listings(table.prefix):
+            assert role_allows(template, "JobRole", "s3:ListBucket", list_prefix=prefix), f"JobRole: list {prefix}"
+
+
+def test_job_role_keeps_its_checkpoint_and_status(template: dict[str, Any]) -> None:
+    for key in JOB_STATE_KEYS:
+        for action in ("s3:GetObject", *OBJECT_WRITES):
+            assert role_allows(template, "JobRole", action, key=key), f"JobRole: {action} {key}"
+    for prefix in (f"{LAKE}/checkpoints/etl_streaming_mobile_logs/", f"{LAKE}/_job/"):
+        assert role_allows(template, "JobRole", "s3:ListBucket", list_prefix=prefix)
+    assert role_allows(template, "JobRole", "s3:GetObject", key="jobs/wheels/deltalake-1.6.6-py3-none-any.whl")
+
+
+def test_job_role_cannot_delete_or_write_the_audit_log(template: dict[str, Any]) -> None:
+    for action in ("s3:DeleteObject", "s3:PutObject", "s3:GetObject"):
+        assert not role_allows(template, "JobRole", action, key=AUDIT_KEY), f"JobRole: {action} on _audit/"
+    assert not role_allows(template, "JobRole", "s3:ListBucket", list_prefix=f"{LAKE}/_audit/")
+    for key in (f"{LAKE}/somewhere_else/x.parquet", f"{LAKE}/_auditx/y", "jobs/job.py", "athena-results/q.csv"):
+        assert not role_allows(template, "JobRole", "s3:DeleteObject", key=key), key
+
+
+def test_console_reads_the_tables_delta_logs_and_data(template: dict[str, Any]) -> None:
+    for table in TABLES:
+        for key in _table_keys(table.prefix):
+            assert role_allows(template, "TaskRole", "s3:GetObject", key=key), f"TaskRole: read {key}"
+            for action in OBJECT_WRITES:
+                assert not role_allows(template, "TaskRole", action, key=key), f"TaskRole: {action} {key}"
+        for prefix in _table_listings(table.prefix):
+            assert role_allows(template, "TaskRole", "s3:ListBucket", list_prefix=prefix), f"TaskRole: list {prefix}"
+    assert role_allows(template, "TaskRole", "s3:GetObject", key=f"{LAKE}/_job/status.json")
+    assert role_allows(template, "TaskRole", "s3:PutObject", key=AUDIT_KEY)
+    assert not role_allows(template, "TaskRole", "s3:DeleteObject", key=AUDIT_KEY)
+
+
+def test_crawlers_only_read_the_tables(template: dict[str, Any]) -> None:
+    for table in TABLES:
+        for key in _table_keys(table.prefix):
+            assert role_allows(template, "CrawlerRole", "s3:GetObject", key=key), f"CrawlerRole: read {key}"
+        for prefix in _table_listings(table.prefix):
+            assert role_allows(template, "CrawlerRole", "s3:ListBucket", list_prefix=prefix)
+    s3_actions = {action for found in iter_policy_statements(template) if found.where.startswith("CrawlerRole/")
+                  for action in _as_list(found.statement["Action"]) if action.startswith("s3:")}
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+    for key in (AUDIT_KEY, *JOB_STATE_KEYS):
+        assert not role_allows(template, "CrawlerRole", "s3:GetObject", key=key), key
 
 
 # ---------------------------------------------------------------------------------------------- job, catalog, sql
@@ -405,6 +542,38 @@ def test_streaming_job(template: dict[str, Any]) -> None:
     assert (args["--trigger_seconds"], args["--watermark_minutes"]) == ("20", "10")
     assert args["--job-language"] == "python"
     assert args["--enable-metrics"] == args["--enable-continuous-cloudwatch-log"] == "true"
+    assert "--reset_checkpoint" not in args, "a checkpoint reset is for one run, passed by an operator"
+    assert args["--python-modules-installer-option"] == "--no-index", "pip must not reach for an index"
+
+
+def _job_wheels(template: dict[str, Any]) -> list[str]:
+    job = _one(template, "AWS::Glue::Job")
+    modules = render(job["DefaultArguments"]["--additional-python-modules"], template).split(",")
+    prefix = "s3://<LakeBucket>/jobs/wheels/"
+    assert all(module.startswith(prefix) for module in modules), modules
+    return [module.removeprefix(prefix) for module in modules]
+
+
+def test_job_installs_deltalake_and_its_dependencies_as_the_lock_pins_them(template: dict[str, Any]) -> None:
+    wheels = _job_wheels(template)
+    requirements = package.job_requirements((ROOT / package.LOCK).read_text(encoding="utf-8"))
+    assert {"deltalake", "arro3-core", "deprecated", "wrapt"} <= {r.name for r in requirements}
+    assert package.wheel_problems(wheels, requirements) == [], (
+        "the job's --additional-python-modules and requirements.lock disagree: run `make package-job` for the list")
+    # deploy.sh and package.py find the same list in the template's text.
+    assert sorted(package.template_wheels(TEMPLATE_PATH.read_text())) == sorted(wheels)
+
+
+def test_job_wheels_check_fails_when_the_lock_moves(template: dict[str, Any]) -> None:
+    wheels = _job_wheels(template)
+    lock = (ROOT / package.LOCK).read_text(encoding="utf-8")
+    deltalake = next(r for r in package.job_requirements(lock) if r.name == "deltalake")
+    bumped = lock.replace(f"deltalake=={deltalake.version} ", "deltalake==99.0.0 ")
+    assert bumped != lock
+    problems = package.wheel_problems(wheels, package.job_requirements(bumped))
+    assert any("deltalake" in p and "99.0.0" in p for p in problems), problems
+    grown = lock + "newdep==1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n    # via deltalake\n"
+    assert "no wheel of newdep==1.0" in package.wheel_problems(wheels, package.job_requirements(grown))
 
 
 def test_job_logs_go_to_log_groups_the_stack_owns(template: dict[str, Any]) -> None:
@@ -429,17 +598,28 @@ def test_job_role_reads_only_its_stream(template: dict[str, Any]) -> None:
         assert not any(a.startswith("kinesis:Put") for a in _as_list(statement["Action"]))
 
 
-def test_one_crawler_per_lake_table(template: dict[str, Any]) -> None:
+def test_one_native_delta_crawler_per_lake_table(template: dict[str, Any]) -> None:
     crawlers = {res["Properties"]["Name"]: res["Properties"]
                 for res in _resources(template, "AWS::Glue::Crawler").values()}
     assert set(crawlers) == {table.crawler for table in TABLES}
     for table in TABLES:
         crawler = crawlers[table.crawler]
-        paths = [render(t["Path"], template) for t in crawler["Targets"]["S3Targets"]]
-        assert paths == [f"s3://<LakeBucket>/lake/{table.prefix}/"]
+        assert set(crawler["Targets"]) == {"DeltaTargets"}, f"{table.crawler}: a Delta table has a Delta target only"
+        (target,) = crawler["Targets"]["DeltaTargets"]
+        assert [render(path, template) for path in target["DeltaTables"]] == [f"s3://<LakeBucket>/lake/{table.prefix}/"]
+        assert target["CreateNativeDeltaTable"] is True, "Athena reads native Delta tables through their log"
+        assert target["WriteManifest"] is False, "no symlink manifests: the crawlers only read the lake"
+        assert "ConnectionName" not in target
         assert crawler["DatabaseName"] == {"Ref": "GlueDatabase"}
         assert crawler["SchemaChangePolicy"]["DeleteBehavior"] in ("LOG", "DEPRECATE_IN_DATABASE")
         assert crawler["Role"] == {"Fn::GetAtt": ["CrawlerRole", "Arn"]}
+
+
+def test_console_can_run_every_crawler(template: dict[str, Any]) -> None:
+    statements = [f.statement for f in iter_policy_statements(template) if f.where.startswith("TaskRole/")]
+    (runs,) = [s for s in statements if "glue:StartCrawler" in _as_list(s["Action"])]
+    named = {render(r, template).rsplit("/", 1)[1] for r in _as_list(runs["Resource"])}
+    assert named == {f"<{logical_id}>" for logical_id in _resources(template, "AWS::Glue::Crawler")}
 
 
 def test_database(template: dict[str, Any]) -> None:
@@ -454,6 +634,8 @@ def test_athena_workgroup(template: dict[str, Any]) -> None:
     assert config["EnforceWorkGroupConfiguration"] is True
     assert config["PublishCloudWatchMetricsEnabled"] is True
     assert config["BytesScannedCutoffPerQuery"] == {"Ref": "BytesScannedCutoffPerQuery"}
+    assert config["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}, (
+        "native Delta tables need Athena engine version 3")
     result = config["ResultConfiguration"]
     assert render(result["OutputLocation"], template) == "s3://<LakeBucket>/athena-results/"
     assert result["EncryptionConfiguration"]["EncryptionOption"] in ("SSE_S3", "SSE_KMS")
@@ -627,10 +809,15 @@ case "$1 $2" in
   *) echo "unexpected aws call: $*" >&2; exit 99 ;;
 esac
 """
+# package-job: the zip, the script, and the wheels named in $STUB_WHEELS (the template's, unless a test says otherwise).
 STUB_MAKE = r"""#!/usr/bin/env bash
 { printf '%s\x1f' make "$@"; printf '\n'; } >> "$STUB_LOG"
-if [[ "$1" == package-job ]]; then mkdir -p dist && echo zip > dist/signal_stream_job.zip && echo py > dist/job.py; fi
+if [[ "$1" == package-job ]]; then
+  mkdir -p dist/wheels && echo zip > dist/signal_stream_job.zip && echo py > dist/job.py
+  for wheel in $STUB_WHEELS; do echo whl > "dist/wheels/$wheel"; done
+fi
 """
+TEMPLATE_WHEELS = package.template_wheels(TEMPLATE_PATH.read_text())
 FIRST_DEPLOY = {
     "VPC_ID": "vpc-1", "PUBLIC_SUBNET_IDS": "subnet-a,subnet-b", "PRIVATE_SUBNET_IDS": "subnet-c,subnet-d",
     "CERTIFICATE_ARN": "cert", "OIDC_ISSUER": "https://idp", "OIDC_AUTHORIZATION_ENDPOINT": "https://idp/auth",
@@ -668,7 +855,7 @@ def run_deploy(tmp_path: Path) -> Callable[..., DeployRun]:
     def run(env: dict[str, str], region: str | None = "eu-west-1") -> DeployRun:
         log.write_text("")
         full_env = {"PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path), "STUB_LOG": str(log),
-                    **({"AWS_REGION": region} if region else {}), **env}
+                    "STUB_WHEELS": " ".join(TEMPLATE_WHEELS), **({"AWS_REGION": region} if region else {}), **env}
         result = subprocess.run([str(repo / "infra" / "deploy.sh")], env=full_env, capture_output=True, text=True,
                                 timeout=60, check=False)
         calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
@@ -696,7 +883,8 @@ def test_first_deploy_builds_deploys_uploads_and_prints_next_steps(run_deploy: C
     assert run.result.returncode == 0, run.result.stderr
     order = [call[:2] for call in run.calls if call[:2] in (["make", "package-job"], ["cloudformation", "deploy"],
                                                              ["s3", "cp"])]
-    assert order == [["make", "package-job"], ["cloudformation", "deploy"], ["s3", "cp"], ["s3", "cp"]]
+    uploads_expected = [["s3", "cp"]] * (2 + len(TEMPLATE_WHEELS))
+    assert order == [["make", "package-job"], ["cloudformation", "deploy"], *uploads_expected]
     (deploy,) = run.called("cloudformation", "deploy")
     assert deploy[deploy.index("--template-file") + 1] == "infra/template.yaml"
     assert deploy[deploy.index("--capabilities") + 1] == "CAPABILITY_NAMED_IAM"
@@ -706,7 +894,8 @@ def test_first_deploy_builds_deploys_uploads_and_prints_next_steps(run_deploy: C
     assert not any(o.startswith("ImageTag=") for o in overrides), "an unset IMAGE_TAG keeps the template default"
     uploads = {(call[2], call[3]) for call in run.called("s3", "cp")}
     assert uploads == {("dist/signal_stream_job.zip", "s3://stub-LakeBucketName/jobs/signal_stream_job.zip"),
-                       ("dist/job.py", "s3://stub-LakeBucketName/jobs/job.py")}
+                       ("dist/job.py", "s3://stub-LakeBucketName/jobs/job.py"),
+                       *((f"dist/wheels/{w}", f"s3://stub-LakeBucketName/jobs/wheels/{w}") for w in TEMPLATE_WHEELS)}
     assert "docker buildx build --platform linux/arm64 -t stub-EcrRepositoryUri:" in run.result.stdout
     assert "aws glue start-job-run --job-name stub-JobName" in run.result.stdout
 
@@ -722,3 +911,18 @@ def test_deploy_refuses_a_stack_that_failed_to_create(run_deploy: Callable[..., 
     run = run_deploy({**FIRST_DEPLOY, "STUB_STACK_STATUS": "ROLLBACK_COMPLETE"})
     assert run.result.returncode == 2 and "delete-stack" in run.result.stderr
     assert run.called("cloudformation", "deploy") == []
+
+
+@pytest.mark.parametrize("wheels", [
+    pytest.param([], id="none"),
+    pytest.param(TEMPLATE_WHEELS[1:], id="one-missing"),
+    pytest.param([*TEMPLATE_WHEELS, "extra-1.0-py3-none-any.whl"], id="one-extra"),
+    pytest.param([w.replace("deltalake-", "deltalake-0.") for w in TEMPLATE_WHEELS], id="other-version"),
+])
+def test_deploy_refuses_wheels_the_template_does_not_install(run_deploy: Callable[..., DeployRun],
+                                                               wheels: list[str]) -> None:
+    run = run_deploy({**FIRST_DEPLOY, "STUB_WHEELS": " ".join(wheels)})
+    assert run.result.returncode == 2, run.result.stderr
+    assert "are not the ones infra/template.yaml has the job install" in run.result.stderr
+    assert "make package-job" in run.result.stderr
+    assert run.called("cloudformation", "deploy") == [] and run.called("s3", "cp") == []

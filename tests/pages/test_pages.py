@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_overview_shows_kpis_and_the_freshness_chain(clean_environ: Path) -> Non
     assert metrics["Quarantined"] == "1"
     assert metrics["Average signal (raw 0-31)"] == "15.0"  # (20 + 10) / 2
     labels = texts(at)
-    for hop in ("Last record sent", "Stream backlog", "Streaming job", "Newest lake file", "Catalog", "Query as of"):
+    for hop in ("Last record sent", "Stream backlog", "Streaming job", "Newest lake commit", "Catalog", "Query as of"):
         assert hop in labels
 
 
@@ -178,3 +179,22 @@ def test_sessions_refreshing_together_cost_one_query_per_panel(clean_environ: Pa
     # Five sessions within one TTL: each panel's query ran once (the filter options add one 24 h query each).
     assert per_panel == {"kpis": 1, "signal_by_operator": 2, "gps_by_provider": 2, "signal_per_minute": 1,
                          "coverage_cells": 1, "status_by_postal_code": 1}
+
+
+def test_pipeline_health_shows_the_last_compaction_and_vacuum(clean_environ: Path) -> None:
+    seed(clean_environ)
+    status = clean_environ / "lake" / "_job" / "status.json"
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text(json.dumps({
+        "state": "STOPPED", "totals": {}, "recent_batches": [], "maintenance": {
+            "compaction": {"kind": "compaction", "at": "2026-03-01T10:00:00+00:00", "seconds": 0.42,
+                           "partitions": 2, "files_removed": 31, "files_added": 2, "files_deleted": 0, "error": None},
+            "vacuum": {"kind": "vacuum", "at": "2026-03-01T10:05:00+00:00", "seconds": 0.1, "partitions": 0,
+                       "files_removed": 0, "files_added": 0, "files_deleted": 0,
+                       "error": "OSError: No space left on device"},
+        }}))
+    at = open_page("pages/pipeline_health.py")
+    assert not at.exception
+    runs = table_with(at, "partitions rewritten")
+    assert runs.set_index("run").loc["compaction", "files replaced"] == "31 -> 2"
+    assert "The last vacuum failed: OSError: No space left on device" in texts(at)

@@ -1,8 +1,14 @@
-"""SQL over the lake on Athena (through awswrangler), and lake freshness from S3 listings and Glue.
+"""SQL over the lake on Athena (through awswrangler), and lake freshness from the Delta log and Glue.
 
 Same semantics as the local twin (core/backends/local_lake.py): named queries from core.queries, the
-data's as-of time from the newest files of the queried tables, the same NotFoundError when a table
+data's as-of time from the newest commits of the queried tables, the same NotFoundError when a table
 has not been crawled yet. awswrangler is imported on the first query, so the console starts without it.
+
+- Freshness: read from each table's Delta log (`<table>/_delta_log/`), never from a listing of its data
+  files, whose names follow no rule of ours and which stay until VACUUM. Two S3 calls per table,
+  whatever the lake's age: GET `_last_checkpoint`, then one listing of the log after that checkpoint
+  (at most the ~100 commits since it, one page). The newest commit's LastModified is the table's
+  newest data; a table whose only commit is version 0 (its creation) has none yet.
 
 - Parameters: the named query's `?` placeholders go to Athena unchanged, the values as Athena
   ExecutionParameters. awswrangler's qmark paramstyle passes them through untouched, and Athena reads
@@ -17,12 +23,14 @@ has not been crawled yet. awswrangler is imported on the first query, so the con
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -43,7 +51,7 @@ from core.errors import (
     QueryError,
     SignalStreamError,
 )
-from core.lake_layout import TABLES, TABLES_BY_NAME
+from core.lake_layout import DELTA_LOG, TABLES, TABLES_BY_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 MAX_POLL_SECONDS = 1.0
 CRAWL_STEP = "run the crawlers once data has arrived: python -m core.cli crawl"
 _MISSING_TABLE = re.compile(r"table\s+'?([\w.\"`]+?)'?\s+does not exist", re.IGNORECASE)
+_COMMIT_FILE = re.compile(r"(\d{20})\.json")  # a Delta commit: 20-digit zero-padded version
+_NO_SUCH_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 def athena_literal(value: Any) -> str:
@@ -70,8 +80,22 @@ def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
-def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith(".")
+@dataclass(frozen=True)
+class _Checkpoint:
+    """What `_delta_log/_last_checkpoint` says, and when it was written (right after the checkpoint)."""
+
+    version: int
+    files: int
+    written_at: datetime
+
+
+@dataclass(frozen=True)
+class _LogState:
+    """A table's Delta log as far as freshness needs it."""
+
+    version: int | None  # the newest commit's version; None when the table has no log
+    newest_commit_at: datetime | None  # None without a log, or when only version 0 (creation) exists
+    files: int  # live data files as of the last checkpoint; 0 before the first one
 
 
 class AthenaLake:
@@ -107,7 +131,7 @@ class AthenaLake:
         """Run a named query; raise NotFoundError when its table has not been crawled yet."""
         query, values = queries.bind(name, params)
         execution_parameters = [athena_literal(v) for v in values]
-        # Listed before the query starts: every file older than as_of is visible to the query.
+        # Read before the query starts: every commit up to as_of is visible to the query.
         as_of = self._as_of(query.tables)
         wr = _awswrangler()
         started = time.perf_counter()
@@ -196,7 +220,7 @@ class AthenaLake:
         oldest_run = submitted - timedelta(minutes=self.reuse["ResultReuseByAgeConfiguration"]["MaxAgeInMinutes"])
         return min(as_of, oldest_run)
 
-    # -- S3 listings ------------------------------------------------------------------------------
+    # -- the Delta log ----------------------------------------------------------------------------
 
     def _table_root(self, table: str) -> str:
         return _join(self.prefix, TABLES_BY_NAME[table].prefix) + "/"
@@ -205,67 +229,85 @@ class AthenaLake:
         with aws_errors(action):
             yield from self._client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket, **kwargs)
 
-    def _subfolders(self, folder: str, key: str) -> list[str]:
-        """Return the `key=...` folders directly under `folder` (full prefixes, sorted)."""
-        found = [p["Prefix"] for page in self._pages(f"list s3://{self.bucket}/{folder}",
-                                                       Prefix=f"{folder}{key}=", Delimiter="/")
-                 for p in page.get("CommonPrefixes") or []]
-        return sorted(found)
+    def _last_checkpoint(self, log: str) -> _Checkpoint | None:
+        """Return what `_last_checkpoint` says, or None when the table has no checkpoint yet (< 100 commits)."""
+        key = f"{log}_last_checkpoint"
+        with aws_errors(f"read s3://{self.bucket}/{key}"):
+            try:
+                response = self._client("s3").get_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                if str(error.response.get("Error", {}).get("Code", "")) in _NO_SUCH_KEY:
+                    return None  # no checkpoint yet, or no table at all: not an error
+                raise
+            body = response["Body"].read()
+        try:
+            content = json.loads(body)
+            return _Checkpoint(version=int(content["version"]), files=int(content.get("numOfAddFiles") or 0),
+                               written_at=response["LastModified"])
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            # Without it the whole log is listed: slower, never wrong.
+            logger.warning("s3://%s/%s is not a Delta checkpoint pointer (%s); listing the whole log",
+                           self.bucket, key, error)
+            return None
 
-    def _newest_partitions(self, root: str, count: int = 2) -> list[str]:
-        partitions: list[str] = []
-        for dt in reversed(self._subfolders(root, "dt")):
-            partitions = self._subfolders(dt, "hr") + partitions
-            if len(partitions) >= count:
-                break
-        return partitions[-count:]
-
-    def _newest_file_at(self, table: str) -> datetime | None:
-        # Late data lands at most one watermark behind, so the two newest partitions hold the newest file.
+    def _read_log(self, table: str) -> _LogState:
+        """Return the table's newest commit from its Delta log, in two S3 calls whatever the log's length."""
+        log = f"{self._table_root(table)}{DELTA_LOG}/"
+        checkpoint = self._last_checkpoint(log)
+        # The Delimiter keeps any subfolder of the log (staged commits) out of the page.
+        listing: dict[str, Any] = {"Prefix": log, "Delimiter": "/"}
+        version: int | None = None
         newest: datetime | None = None
-        for partition in self._newest_partitions(self._table_root(table)):
-            for page in self._pages(f"list s3://{self.bucket}/{partition}", Prefix=partition):
-                for item in page.get("Contents") or []:
-                    name = item["Key"][len(partition):]
-                    if "/" not in name and _is_data_file(name) and (newest is None or item["LastModified"] > newest):
-                        newest = item["LastModified"]
-        return newest
+        files = 0
+        if checkpoint is not None:
+            # Keys sort by version (zero-padded), and the checkpoint's own commit sorts after its
+            # `.checkpoint.parquet`: the listing holds just the commits since the checkpoint.
+            listing["StartAfter"] = f"{log}{checkpoint.version:020d}.checkpoint.parquet"
+            version, newest, files = checkpoint.version, checkpoint.written_at, checkpoint.files
+        pages = 0
+        for page in self._pages(f"list s3://{self.bucket}/{log}", **listing):
+            pages += 1
+            for item in page.get("Contents") or []:
+                commit = _COMMIT_FILE.fullmatch(item["Key"][len(log):])
+                if commit is not None and (version is None or int(commit.group(1)) >= version):
+                    version, newest = int(commit.group(1)), item["LastModified"]
+        if pages > 1:
+            # Only when checkpoints stopped being written: still right, but no longer constant.
+            logger.warning("the Delta log of table %s has over a page of commits since its last checkpoint; "
+                           "read %d pages", table, pages)
+        if not version:  # no log, or only version 0: the empty table's creation holds no data
+            newest = None
+        return _LogState(version=version, newest_commit_at=newest, files=files)
 
     def _as_of(self, tables: tuple[str, ...]) -> datetime | None:
-        newest = [self._newest_file_at(t.name) for t in TABLES if t.name in tables]
+        newest = [self._read_log(t.name).newest_commit_at for t in TABLES if t.name in tables]
         known = [n for n in newest if n is not None]
         return min(known) if known else None
 
     # -- freshness --------------------------------------------------------------------------------
 
     def freshness(self) -> list[TableFreshness]:
-        """Return every table's newest file, file and partition counts and catalog coverage."""
+        """Return every table's newest commit, live files, catalogued partitions and catalog coverage.
+
+        `newest_file_at` is the LastModified of the newest commit in the table's Delta log (None before
+        any data). `files` is the live data file count as of the table's last checkpoint (numOfAddFiles
+        in `_last_checkpoint`; 0 before the first checkpoint): on AWS it is never counted by listing the
+        data files. `partitions` is the number of partitions the Glue catalog lists for the table.
+        """
         return [self._table_freshness(table.name) for table in TABLES]
 
     def _table_freshness(self, table: str) -> TableFreshness:
-        root = self._table_root(table)
-        partitions: set[str] = set()
-        files = 0
-        newest: datetime | None = None
-        for page in self._pages(f"list s3://{self.bucket}/{root}", Prefix=root):
-            for item in page.get("Contents") or []:
-                parts = item["Key"][len(root):].split("/")
-                if len(parts) != 3 or not parts[0].startswith("dt=") or not parts[1].startswith("hr="):
-                    continue
-                if not _is_data_file(parts[2]):
-                    continue
-                files += 1
-                partitions.add(f"{parts[0]}/{parts[1]}")
-                if newest is None or item["LastModified"] > newest:
-                    newest = item["LastModified"]
+        log = self._read_log(table)
         catalogued = self._catalogued_partitions(table)
         return TableFreshness(
             table=table,
-            newest_file_at=newest,
-            files=files,
-            partitions=len(partitions),
+            newest_file_at=log.newest_commit_at,
+            files=log.files,
+            partitions=len(catalogued or ()),
             catalogued=catalogued is not None,
-            uncatalogued_partitions=len(partitions - (catalogued or set())),
+            # The crawlers create native Delta tables: Athena reads the partitions from the Delta log,
+            # so no partition ever needs registering in Glue.
+            uncatalogued_partitions=0,
         )
 
     def _catalogued_partitions(self, table: str) -> set[str] | None:

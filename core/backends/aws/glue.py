@@ -123,13 +123,15 @@ class GlueJob:
         """Return the state of the latest run merged with the job's own progress document."""
         return self._status(self._latest_run())
 
-    def start(self) -> JobStatus:
+    def start(self, *, reset_checkpoint: bool = False) -> JobStatus:
         """Start a run, unless one is already active: a streaming job has exactly one run."""
         run = self._latest_run()
         if run is not None and run.get("JobRunState") in ACTIVE_RUN_STATES:
             return self._status(run)
+        # The reset applies to this run only: the job's default arguments never carry it.
+        arguments = {"--reset_checkpoint": "true"} if reset_checkpoint else {}
         with aws_errors(f"start Glue job {self.job_name}"):
-            self.glue.start_job_run(JobName=self.job_name)
+            self.glue.start_job_run(JobName=self.job_name, Arguments=arguments)
         return self.status()
 
     def stop(self) -> JobStatus:

@@ -3,11 +3,16 @@
 moto runs no SQL: each query gets the next canned result from moto's queue, and the test checks what
 was sent to Athena (SQL text, execution parameters, workgroup). Failures moto cannot produce (a failed
 or reused query) are injected by rewriting moto's GetQueryExecution answer through botocore's events.
+
+Freshness reads the tables' Delta logs on S3. moto's S3 stands in because S3 has no local equivalent
+here: the `_delta_log` objects (commit files, `_last_checkpoint`, dummy checkpoints) are written into it
+directly with boto3, as delta-rs would lay them out; no delta-rs is needed to read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +27,7 @@ from moto.s3.models import s3_backends
 
 from core.backends.aws.athena import AthenaLake, athena_literal
 from core.errors import InputError, NotFoundError, PermissionDeniedError, QueryError
-from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR, TABLES
+from core.lake_layout import GPS_PRECISION_BY_PROVIDER, QUARANTINE, SIGNAL_STRENGTH_BY_OPERATOR, STATUS_COUNT, TABLES
 from core.queries import QUERIES
 from tests.core.aws.conftest import REGION
 
@@ -71,13 +76,40 @@ def queue_result(columns: list[tuple[str, str]], rows: list[list[str]]) -> None:
     athena_backend().query_results_queue.append(QueryResults(rows=[header, *data], column_info=column_info))
 
 
-def put_file(session: boto3.Session, table_prefix: str, partition: str, name: str, modified: datetime) -> str:
+def put_object(s3: Any, key: str, body: bytes, modified: datetime) -> str:
     """Put one object into the lake and give it a known LastModified (moto stamps seconds of now)."""
-    key = f"{PREFIX}/{table_prefix}/{partition}/{name}"
-    session.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"PAR1")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(BUCKET, key)
     assert stored is not None
     stored.last_modified = modified.astimezone(UTC).replace(tzinfo=None)
+    return key
+
+
+def put_file(session: boto3.Session, table_prefix: str, partition: str, name: str, modified: datetime) -> str:
+    """Put one data file into a table's partition (freshness must never look at these)."""
+    return put_object(session.client("s3"), f"{PREFIX}/{table_prefix}/{partition}/{name}", b"PAR1", modified)
+
+
+def write_log(session: boto3.Session, table_prefix: str, versions: Iterable[int], newest: datetime, *,
+              checkpoint: int | None = None, add_files: int = 0, every: int = 100) -> str:
+    """Write a Delta log as delta-rs lays it out: one commit file per version, a minute apart and ending at
+    `newest`, a dummy `.checkpoint.parquet` every `every` versions up to `checkpoint`, and `_last_checkpoint`
+    pointing at `checkpoint`. Return the newest commit's key."""
+    s3 = session.client("s3")
+    log = f"{PREFIX}/{table_prefix}/_delta_log/"
+    ordered = sorted(versions)
+    key = ""
+    for version in ordered:
+        at = newest - timedelta(minutes=ordered[-1] - version)
+        line = {"commitInfo": {"timestamp": int(at.timestamp() * 1000), "operation": "WRITE" if version else
+                               "CREATE TABLE"}}
+        key = put_object(s3, f"{log}{version:020d}.json", json.dumps(line).encode() + b"\n", at)
+        if checkpoint is not None and version and version % every == 0 and version <= checkpoint:
+            put_object(s3, f"{log}{version:020d}.checkpoint.parquet", b"PAR1", at + timedelta(seconds=1))
+    if checkpoint is not None:
+        pointer = {"version": checkpoint, "size": checkpoint + 3, "sizeInBytes": 149744, "numOfAddFiles": add_files}
+        at = newest - timedelta(minutes=ordered[-1] - checkpoint) + timedelta(seconds=2)
+        put_object(s3, f"{log}_last_checkpoint", json.dumps(pointer).encode(), at)
     return key
 
 
@@ -103,10 +135,8 @@ def test_query_sends_the_named_sql_with_quoted_parameters_and_returns_the_result
     sent: dict[str, Any] = {}
     on_event(aws, "before-parameter-build.athena.StartQueryExecution", lambda params, **_: sent.update(params))
     table = SIGNAL_STRENGTH_BY_OPERATOR.prefix
-    put_file(aws, table, "dt=2026-11-27/hr=23", "batch-1.snappy.parquet", T0 - timedelta(hours=11))
-    put_file(aws, table, "dt=2026-11-28/hr=09", "batch-2.snappy.parquet", T0 - timedelta(minutes=40))
-    newest = put_file(aws, table, "dt=2026-11-28/hr=10", "batch-3.snappy.parquet", T0)
-    put_file(aws, table, "dt=2026-11-28/hr=10", ".batch-4.snappy.parquet.tmp", T0 + timedelta(minutes=5))
+    newest = write_log(aws, table, range(4), T0)
+    put_file(aws, table, "dt=2026-11-28/hr=10", "part-00001-c000.snappy.parquet", T0 + timedelta(minutes=5))
     queue_result(SIGNAL_COLUMNS, SIGNAL_ROWS)
 
     result = make_lake(aws).query("signal_by_operator", {"since": "2026-11-28T10:00", "until": "2026-11-28 11:00"})
@@ -140,7 +170,7 @@ def test_reuse_is_off_when_the_cache_is_shorter_than_a_minute(aws: boto3.Session
 
     assert "ResultReuseConfiguration" not in sent
     assert result.frame.empty and list(result.frame.columns) == [name for name, _ in SIGNAL_COLUMNS]
-    assert result.as_of is None  # no files yet
+    assert result.as_of is None  # no commits yet
 
 
 def test_a_reused_result_is_only_as_fresh_as_its_oldest_possible_run(aws: boto3.Session) -> None:
@@ -149,7 +179,7 @@ def test_a_reused_result_is_only_as_fresh_as_its_oldest_possible_run(aws: boto3.
         parsed["QueryExecution"]["Status"]["SubmissionDateTime"] = T0 + timedelta(minutes=1)
 
     on_event(aws, "after-call.athena.GetQueryExecution", reused)
-    put_file(aws, SIGNAL_STRENGTH_BY_OPERATOR.prefix, "dt=2026-11-28/hr=10", "batch-3.snappy.parquet", T0)
+    write_log(aws, SIGNAL_STRENGTH_BY_OPERATOR.prefix, range(2), T0)
     queue_result(SIGNAL_COLUMNS, SIGNAL_ROWS)
 
     result = make_lake(aws, cache_seconds=120).query("signal_by_operator")
@@ -201,17 +231,28 @@ def test_a_failed_query_becomes_the_projects_error_with_a_next_step(
     assert message in str(caught.value)
 
 
-def test_access_denied_listing_s3_is_a_permission_error(aws: boto3.Session) -> None:
+def test_access_denied_reading_the_delta_log_is_a_permission_error(aws: boto3.Session) -> None:
     s3 = aws.client("s3")
     lake = make_lake(aws, s3=s3)
     with Stubber(s3) as stub:
         for _ in range(2):
-            stub.add_client_error("list_objects_v2", service_error_code="AccessDenied",
+            stub.add_client_error("get_object", service_error_code="AccessDenied",
                                   service_message="Access Denied", http_status_code=403)
         with pytest.raises(PermissionDeniedError, match="access denied"):
             lake.freshness()
         with pytest.raises(PermissionDeniedError, match="access denied"):
             lake.query("signal_by_operator")
+        # No checkpoint yet is no error, but a listing the role may not make is.
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+        stub.add_client_error("list_objects_v2", service_error_code="AccessDenied",
+                              service_message="Access Denied", http_status_code=403)
+        with pytest.raises(PermissionDeniedError, match=r"list s3://signal-lake/lake/.*/_delta_log/: access denied"):
+            lake.freshness()
+
+
+def test_a_missing_lake_bucket_is_not_found_not_an_empty_table(aws: boto3.Session) -> None:
+    with pytest.raises(NotFoundError, match="_last_checkpoint: not found"):
+        make_lake(aws, bucket="no-such-lake").freshness()
 
 
 def test_access_denied_starting_a_query_is_a_permission_error(aws: boto3.Session) -> None:
@@ -225,37 +266,109 @@ def test_access_denied_starting_a_query_is_a_permission_error(aws: boto3.Session
         make_lake(aws).query("signal_by_operator")
 
 
-def test_freshness_counts_files_and_partitions_the_catalog_does_not_know(aws: boto3.Session) -> None:
-    table = SIGNAL_STRENGTH_BY_OPERATOR
-    put_file(aws, table.prefix, "dt=2026-11-28/hr=09", "batch-1.snappy.parquet", T0 - timedelta(hours=1))
-    put_file(aws, table.prefix, "dt=2026-11-28/hr=09", "batch-2.snappy.parquet", T0 - timedelta(minutes=50))
-    newest = put_file(aws, table.prefix, "dt=2026-11-28/hr=10", "batch-3.snappy.parquet", T0)
-    put_file(aws, table.prefix, "dt=2026-11-28/hr=10", "_SUCCESS", T0 + timedelta(minutes=1))
-    put_file(aws, "quarantine", "dt=2026-11-28/hr=10", "batch-3.snappy.parquet", T0)
-    glue = aws.client("glue")
+def create_glue_table(session: boto3.Session, name: str, table_prefix: str) -> None:
+    """Catalogue a table as the crawlers do for Delta: a native Delta table, no partitions registered."""
+    glue = session.client("glue")
     glue.create_database(DatabaseInput={"Name": DATABASE})
     glue.create_table(DatabaseName=DATABASE, TableInput={
-        "Name": table.name,
+        "Name": name,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"table_type": "DELTA", "classification": "delta"},
         "StorageDescriptor": {"Columns": [{"Name": "operator", "Type": "string"}],
-                              "Location": f"s3://{BUCKET}/{PREFIX}/{table.prefix}/"},
-        "PartitionKeys": [{"Name": "dt", "Type": "string"}, {"Name": "hr", "Type": "string"}],
+                              "Location": f"s3://{BUCKET}/{PREFIX}/{table_prefix}/"},
+        "PartitionKeys": [],
     })
-    glue.create_partition(DatabaseName=DATABASE, TableName=table.name, PartitionInput={
-        "Values": ["2026-11-28", "09"],
-        "StorageDescriptor": {"Location": f"s3://{BUCKET}/{PREFIX}/{table.prefix}/dt=2026-11-28/hr=09/"},
-    })
+
+
+def test_freshness_reads_the_newest_commit_from_the_delta_log_not_the_data_files(aws: boto3.Session) -> None:
+    signal, quarantine = SIGNAL_STRENGTH_BY_OPERATOR, QUARANTINE
+    # 250 commits: checkpoints at 100 and 200, `_last_checkpoint` -> 200 with 42 live files.
+    newest = write_log(aws, signal.prefix, range(250), T0, checkpoint=200, add_files=42)
+    write_log(aws, quarantine.prefix, range(3), T0 - timedelta(minutes=30))
+    write_log(aws, STATUS_COUNT.prefix, [0], T0 + timedelta(hours=1))  # created, never written to
+    # Data files, newer than every commit (one not yet committed, one replaced but not vacuumed): ignored.
+    put_file(aws, signal.prefix, "dt=2026-11-28/hr=11", "part-00000-4f1e-c000.snappy.parquet",
+             T0 + timedelta(minutes=10))
+    put_file(aws, quarantine.prefix, "dt=2026-11-28/hr=11", "part-00000-9a2b-c000.snappy.parquet",
+             T0 + timedelta(minutes=10))
+    create_glue_table(aws, signal.name, signal.prefix)
 
     freshness = {f.table: f for f in make_lake(aws).freshness()}
 
     assert list(freshness) == [t.name for t in TABLES]
-    signal = freshness[table.name]
-    assert (signal.files, signal.partitions, signal.catalogued, signal.uncatalogued_partitions) == (3, 2, True, 1)
-    assert signal.newest_file_at == last_modified(aws, newest) == T0
-    quarantine = freshness["quarantine"]
-    assert (quarantine.files, quarantine.partitions, quarantine.catalogued, quarantine.uncatalogued_partitions) == (
-        1, 1, False, 1)
-    empty = freshness["status_count"]
-    assert (empty.newest_file_at, empty.files, empty.partitions, empty.catalogued) == (None, 0, 0, False)
+    got = freshness[signal.name]
+    assert got.newest_file_at == last_modified(aws, newest) == T0
+    assert (got.files, got.partitions, got.catalogued, got.uncatalogued_partitions) == (42, 0, True, 0)
+    got = freshness[quarantine.name]
+    assert got.newest_file_at == T0 - timedelta(minutes=30)
+    # No checkpoint yet: no file count without listing data files.
+    assert (got.files, got.partitions, got.catalogued, got.uncatalogued_partitions) == (0, 0, False, 0)
+    got = freshness[STATUS_COUNT.name]
+    assert (got.newest_file_at, got.files) == (None, 0)  # version 0 only: no data yet
+    got = freshness[GPS_PRECISION_BY_PROVIDER.name]
+    assert (got.newest_file_at, got.files, got.partitions, got.catalogued) == (None, 0, 0, False)  # no log
+
+
+def test_as_of_is_the_oldest_newest_commit_of_the_queried_tables(aws: boto3.Session) -> None:
+    lake = make_lake(aws)
+    write_log(aws, SIGNAL_STRENGTH_BY_OPERATOR.prefix, range(5), T0)
+    write_log(aws, GPS_PRECISION_BY_PROVIDER.prefix, range(130), T0 - timedelta(minutes=7), checkpoint=100)
+    write_log(aws, STATUS_COUNT.prefix, [0], T0 + timedelta(hours=1))
+    put_file(aws, GPS_PRECISION_BY_PROVIDER.prefix, "dt=2026-11-28/hr=11", "part-1.parquet", T0 + timedelta(hours=2))
+
+    signal, gps, status = SIGNAL_STRENGTH_BY_OPERATOR.name, GPS_PRECISION_BY_PROVIDER.name, STATUS_COUNT.name
+    assert lake._as_of((signal,)) == T0
+    assert lake._as_of((signal, gps)) == T0 - timedelta(minutes=7)
+    assert lake._as_of((signal, status)) == T0  # a table without data yet does not hold as_of back
+    assert lake._as_of((status, "coverage_grid")) is None
+
+
+def test_a_checkpoint_with_no_commit_after_it_dates_the_table_by_the_checkpoint(aws: boto3.Session) -> None:
+    # The commit files up to the checkpoint were cleaned up: only the checkpoint pointer remains to date it.
+    s3 = aws.client("s3")
+    log = f"{PREFIX}/{SIGNAL_STRENGTH_BY_OPERATOR.prefix}/_delta_log/"
+    put_object(s3, f"{log}{300:020d}.checkpoint.parquet", b"PAR1", T0)
+    put_object(s3, f"{log}_last_checkpoint", b'{"version":300,"size":302,"numOfAddFiles":7}', T0)
+
+    (got, *_) = make_lake(aws).freshness()
+
+    assert (got.table, got.newest_file_at, got.files) == (SIGNAL_STRENGTH_BY_OPERATOR.name, T0, 7)
+
+
+# Versions 0..999 with the last checkpoint at 900 (the most commits a listing ever holds: 900..999), and
+# 0..1000 with the checkpoint at 1000 (delta-rs writes it with that version's commit).
+@pytest.mark.parametrize(("commits", "last_checkpoint"), [(1000, 900), (1001, 1000)])
+def test_freshness_makes_the_same_s3_calls_for_a_young_and_an_old_table(
+        aws: boto3.Session, commits: int, last_checkpoint: int) -> None:
+    young, old = SIGNAL_STRENGTH_BY_OPERATOR, GPS_PRECISION_BY_PROVIDER
+    write_log(aws, young.prefix, range(10), T0)  # 10 commits, no checkpoint yet
+    write_log(aws, old.prefix, range(commits), T0 - timedelta(minutes=1), checkpoint=last_checkpoint, add_files=299)
+    s3 = aws.client("s3")
+    calls: list[str] = []
+    listed: list[dict[str, Any]] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    s3.meta.events.register("after-call.s3.ListObjectsV2", lambda parsed, **_: listed.append(parsed))
+    lake = make_lake(aws, s3=s3)
+
+    def calls_for(table: str) -> list[str]:
+        calls.clear()
+        listed.clear()
+        lake._table_freshness(table)
+        return list(calls)
+
+    young_calls = calls_for(young.name)
+    old_calls = calls_for(old.name)
+    old_listed = list(listed)
+
+    assert young_calls == old_calls == ["GetObject", "ListObjectsV2"]
+    (page,) = old_listed  # one page: the commits since the checkpoint, and `_last_checkpoint`
+    keys = [item["Key"].rsplit("/", 1)[1] for item in page["Contents"]]
+    commits = [k for k in keys if k.endswith(".json")]
+    assert not page["IsTruncated"]
+    assert len(commits) <= 100 and set(keys) - set(commits) == {"_last_checkpoint"}
+    assert commits[0] == f"{last_checkpoint:020d}.json"
+    fresh = lake._table_freshness(old.name)
+    assert (fresh.newest_file_at, fresh.files) == (T0 - timedelta(minutes=1), 299)
 
 
 def test_a_workgroup_with_managed_results_runs_without_reuse(aws: boto3.Session) -> None:

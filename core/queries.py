@@ -187,6 +187,7 @@ class Bounds:
 
 def snap(since: datetime, until: datetime, window_seconds: int) -> tuple[datetime, datetime]:
     """Return [since, until) widened to whole windows of `window_seconds` (aligned to the epoch)."""
+    since, until = parse_time(since, "since"), parse_time(until, "until")
     if window_seconds <= WINDOW_SECONDS:
         return since, until
     window = timedelta(seconds=window_seconds)

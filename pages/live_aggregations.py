@@ -6,9 +6,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
-from core import charts, frames
+from core import charts, frames, queries
 from ui import context
-from ui.widgets import panel_footer, panel_header
+from ui.widgets import fmt_time, panel_footer, panel_header
 
 settings = context.settings()
 st.title("Live aggregations")
@@ -87,6 +87,10 @@ def panels() -> None:
         if panel_header(panel, "Coverage map") and panel.result is not None:
             cells = charts.combine_cells(panel.result.frame, operators or None)
             st.plotly_chart(charts.coverage_map(cells, settings.grid_degrees), key="chart_coverage")
+            window = queries.get("coverage_cells").window_seconds
+            start, end = queries.snap(since, until, window)
+            st.caption(f"Coverage is kept in {window // 60}-minute windows: this map counts "
+                       f"{fmt_time(start)} to {fmt_time(end)}.")
             panel_footer(panel, "coverage_cells")
 
     panel = context.query("status_by_postal_code", since, until, slot=slot)

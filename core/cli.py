@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from core import health, queries
-from core.audit import AuditEntry, Outcome
+from core.audit import AuditEntry
 from core.backends import build_backend
 from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
@@ -143,15 +143,16 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     return 1 if summary.failed else 0
 
 
-def _audit_reset(backend: Backend, outcome: Outcome, reason: str = "") -> None:
+def _audit_reset(backend: Backend, job_name: str) -> None:
     backend.audit.append(AuditEntry(time=datetime.now(UTC), user=f"cli:{getpass.getuser()}", role="operator",
-                                    action="job.reset_checkpoint", target="job", outcome=outcome, reason=reason))
+                                    action="reset_checkpoint_and_start_job", target=job_name, outcome="ok",
+                                    reason="requested from the command line"))
 
 
 def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
     reset = bool(getattr(args, "reset_checkpoint", False)) and args.job_command in ("run", "start")
     if reset and not getattr(args, "supervised", False):
-        _audit_reset(backend, "ok", "requested from the command line")
+        _audit_reset(backend, settings.job_name)
     if args.job_command == "run":
         try:
             from glue_job.local import run

@@ -20,16 +20,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from core.backends.local_job import REFUSED_EXIT_CODE
 from core.config import Settings
 from glue_job import app_identity, transforms
 from glue_job.lake_files import LakeFiles
 from glue_job.maintenance import LakeMaintenance
 from glue_job.sink import LakeTables, write_batch
 from glue_job.status import StatusTracker
-
-# `job run` exits with this code when it refuses to start (glue_job/app_identity.py): the supervisor
-# does not restart a refusal, an operator has to choose.
-REFUSED_EXIT_CODE = 3
 
 ENVELOPE_SCHEMA = T.StructType([
     T.StructField("seq", T.StringType()),

@@ -85,7 +85,15 @@ if user.is_operator:
                  on_click=actions.ask, args=("stop_job", settings.job_name,
                                              f"Stop the streaming job `{settings.job_name}`? Records wait in the "
                                              "stream until it runs again."))
-    actions.confirmation("job", {"stop_job"})
+    if job_state == "FAILED" and "refusing to start" in (context.job_status().error or ""):
+        st.button("Reset the checkpoint and start", key="reset_checkpoint", icon=":material/restart_alt:",
+                  on_click=actions.ask, args=(
+                      "reset_checkpoint_and_start_job", settings.job_name,
+                      f"Start `{settings.job_name}` on a **new checkpoint**? The old one is moved aside and the "
+                      "stream is read again from its starting position: records the lake already counted and that "
+                      "are still in the stream are counted again (see README, *When the job refuses its "
+                      "checkpoint*). Restore the old checkpoint instead if you can."))
+    actions.confirmation("job", {"stop_job", "reset_checkpoint_and_start_job"})
 
 
 @st.fragment(run_every=2)

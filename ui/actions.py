@@ -26,6 +26,7 @@ def _handlers() -> dict[str, Callable[[str], Any]]:
     return {
         "start_crawler": lambda name: backend.crawlers.start(name),
         "start_job": lambda _name: backend.job.start(),
+        "reset_checkpoint_and_start_job": lambda _name: backend.job.start(reset_checkpoint=True),
         "stop_job": lambda _name: backend.job.stop(),
         "stop_replay": lambda _name: context.replay_manager().stop(),
     }

@@ -103,7 +103,8 @@ class LocalJob:
         return self.status()
 
 
-# `job run`'s exit code when it refuses its checkpoint (glue_job/local.py): restarting cannot help.
+# `job run`'s exit code when it refuses its checkpoint (glue_job/local.py, glue_job/app_identity.py):
+# restarting cannot help, an operator has to choose.
 REFUSED_EXIT_CODE = 3
 
 

@@ -207,3 +207,22 @@ def test_pipeline_health_shows_the_last_compaction_and_vacuum(clean_environ: Pat
     runs = table_with(at, "partitions rewritten")
     assert runs.set_index("run").loc["compaction", "files replaced"] == "31 -> 2"
     assert "The last vacuum failed: OSError: No space left on device" in texts(at)
+
+
+def test_a_refused_checkpoint_offers_an_operator_the_reset_with_its_consequences(clean_environ: Path) -> None:
+    seed(clean_environ)
+    status = clean_environ / "lake" / "_job" / "status.json"
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text(json.dumps({"state": "FAILED", "totals": {}, "recent_batches": [],
+                                  "error": "refusing to start etl_streaming_mobile_logs: its checkpoint ..."}))
+    at = open_page("pages/pipeline_health.py")
+    assert "refusing to start" in texts(at)
+    at.button(key="reset_checkpoint").click().run()
+    assert "new checkpoint" in texts(at) and "counted again" in texts(at)
+    assert at.button(key="job_confirm")  # confirming starts the job on a new checkpoint (audited by perform)
+
+
+def test_no_reset_is_offered_when_the_job_did_not_refuse(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    assert "reset_checkpoint" not in [b.key for b in at.button]

@@ -57,8 +57,10 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 # --- the packages Glue installs for the job --------------------------------------------------------------
 LOCK = "requirements.lock"
 TEMPLATE = "infra/template.yaml"
-# What the job imports beyond Glue's own modules; their runtime dependencies follow from the lock.
-JOB_PACKAGES: tuple[str, ...] = ("deltalake",)
+# What the job imports beyond Glue's own modules; their runtime dependencies follow from the lock. pyarrow
+# too, whatever version Glue ships: the sink hands Arrow tables to delta-rs through the PyCapsule interface
+# (pyarrow 14 and later), and the job then runs the pyarrow the suite tested.
+JOB_PACKAGES: tuple[str, ...] = ("deltalake", "pyarrow")
 REQUIREMENTS_NAME = "job-requirements.txt"
 WHEELS_DIR = "wheels"
 # Glue 5.x: CPython 3.11 on Amazon Linux 2023 (glibc 2.34), x86_64 workers. AWS does not fix the patch

@@ -71,13 +71,13 @@ def test_closure_follows_via_and_evaluates_markers_for_glue() -> None:
     assert closure[1].via == frozenset({"alpha"}), "files named by -c/-r are not packages"
 
 
-def test_closure_of_the_real_lock_is_deltalake_and_what_pulls_in() -> None:
+def test_closure_of_the_real_lock_is_deltalake_pyarrow_and_what_pulls_them_in() -> None:
     closure = package.job_requirements((package.ROOT / package.LOCK).read_text(encoding="utf-8"))
     names = {p.name for p in closure}
-    assert {"deltalake", "arro3-core", "deprecated", "wrapt"} <= names
-    assert not {"pyarrow", "pandas", "numpy", "pyspark", "boto3"} & names, "Glue ships these: never replace them"
+    assert {"deltalake", "pyarrow", "arro3-core", "deprecated", "wrapt"} <= names
+    assert not {"pandas", "numpy", "pyspark", "boto3"} & names, "Glue ships these and the job needs no other"
     for pin in closure:
-        assert pin.name == "deltalake" or pin.via & names, f"{pin.name} is pulled in by nothing in the closure"
+        assert pin.name in package.JOB_PACKAGES or pin.via & names, f"{pin.name} is pulled in by nothing"
         assert pin.hashes and all(h.startswith("sha256:") for h in pin.hashes)
 
 

@@ -1,4 +1,9 @@
-"""Command line: `python -m core.cli replay|job|crawl|query|status` (see README)."""
+"""Command line: `python -m core.cli replay|job|crawl|query|status` (see README).
+
+Commands that change the pipeline (`replay`, `job start|stop`, `crawl`, `--reset-checkpoint`) go through
+core.auth.perform as the OS user (`cli:<user>`): audited before they run, refused when that cannot be
+written, and their outcome recorded, like the console's actions.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,23 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from core import health, queries
-from core.audit import AuditEntry
+from core.auth import OPERATOR, User, perform
 from core.backends import build_backend
 from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
 from core.config import Settings
 from core.errors import BackendError, InputError, SignalStreamError
+from core.frames import to_safe_csv
 from core.replay import ReplayOptions, ReplayProgress
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +124,20 @@ def _print_replay(summary: ReplayProgress, as_json: bool) -> None:
         print(f"  failed: {count} record(s) with {code}")
 
 
+def cli_user() -> User:
+    """Return who runs the CLI: the OS user, acting as an operator (they hold the machine's files)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return User(f"cli:{name}", OPERATOR)
+
+
+def _audited(backend: Backend, action: str, target: str, run: Callable[[], T], *, detail: str = "from the command line",
+             describe: Callable[[T], str] | None = None) -> T:
+    return perform(cli_user(), action, target, run, backend.audit, detail=detail, describe=describe)
+
+
 def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
     from core.demo import ReplayManager
 
@@ -123,7 +146,10 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     path = args.csv or settings.sample_csv
     # Through the console's replay manager, so CLI replays show in its history and on its time charts.
     manager = ReplayManager(backend.stream, settings.home)
-    manager.start(path, options, started_by=f"cli:{getpass.getuser()}", source_name=Path(path).name)
+    user = cli_user()
+    _audited(backend, "start_replay", Path(path).name,
+             lambda: manager.start(path, options, started_by=user.name, source_name=Path(path).name),
+             detail=f"from the command line: {path}")
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -143,31 +169,34 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     return 1 if summary.failed else 0
 
 
-def _audit_reset(backend: Backend, job_name: str) -> None:
-    backend.audit.append(AuditEntry(time=datetime.now(UTC), user=f"cli:{getpass.getuser()}", role="operator",
-                                    action="reset_checkpoint_and_start_job", target=job_name, outcome="ok",
-                                    reason="requested from the command line"))
+RESET_ACTION = "reset_checkpoint_and_start_job"  # the console's name for the same action
 
 
 def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
     reset = bool(getattr(args, "reset_checkpoint", False)) and args.job_command in ("run", "start")
-    if reset and not getattr(args, "supervised", False):
-        _audit_reset(backend, settings.job_name)
     if args.job_command == "run":
         try:
             from glue_job.local import run
         except ImportError as error:
             raise InputError(f"the local job needs PySpark ({error.name} is not installed)",
                              next_step="pip install -r requirements-dev.txt") from None
+        if reset and not args.supervised:  # a supervised run's reset was audited by `job start`
+            return _audited(backend, RESET_ACTION, settings.job_name,
+                            lambda: run(settings, available_now=args.available_now, reset_checkpoint=True),
+                            detail="job run --reset-checkpoint from the command line",
+                            describe=lambda code: f"the job exited with code {code}")
         return run(settings, available_now=args.available_now, reset_checkpoint=reset)
     if args.job_command == "supervise":
         from core.backends.local_job import supervise
 
         return supervise(settings, reset_checkpoint=args.reset_checkpoint)
     if args.job_command == "start":
-        status = backend.job.start(reset_checkpoint=reset)
+        status = _audited(backend, RESET_ACTION if reset else "start_job", settings.job_name,
+                          lambda: backend.job.start(reset_checkpoint=reset))
+    elif args.job_command == "stop":
+        status = _audited(backend, "stop_job", settings.job_name, backend.job.stop)
     else:
-        status = {"stop": backend.job.stop, "status": backend.job.status}[args.job_command]()
+        status = backend.job.status()
     data = job_status_to_dict(status)
     if getattr(args, "json", False):
         print(json.dumps(data, indent=1))
@@ -187,7 +216,7 @@ def _crawl(args: argparse.Namespace, backend: Backend) -> int:
         if name not in known:
             raise InputError(f"no crawler named {name!r}; crawlers: {', '.join(sorted(known))}")
     for name in names:
-        backend.crawlers.start(name)
+        _audited(backend, "start_crawler", name, partial(backend.crawlers.start, name))
     final = _wait_for_crawlers(backend, names)
     for state in final:
         print(f"{state.name}: {state.last_result or '-'} ({state.message or 'no changes'})")
@@ -207,7 +236,7 @@ def _query(args: argparse.Namespace, backend: Backend) -> int:
     result = backend.lake.query(args.name, {"since": args.since, "until": args.until})
     frame = result.frame
     if args.format == "csv":
-        sys.stdout.write(frame.to_csv(index=False))
+        sys.stdout.write(to_safe_csv(frame))  # opened in a spreadsheet, producer text must not run as a formula
     elif args.format == "json":
         print(frame.to_json(orient="records", date_format="iso"))
     else:

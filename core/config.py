@@ -7,6 +7,7 @@ the two in step.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,6 +18,10 @@ from core.records import FUTURE_TOLERANCE
 
 # Twice the clock-skew tolerance, so a record from a fast clock never makes on-time records late.
 MIN_WATERMARK_MINUTES = 2 * int(FUTURE_TOLERANCE.total_seconds() // 60) + 1
+
+# An Application Load Balancer's ARN; its region names the endpoint of the keys the ALB signs with.
+ALB_ARN = re.compile(r"arn:aws[a-z-]*:elasticloadbalancing:(?P<region>[a-z0-9-]+):\d{12}:"
+                     r"loadbalancer/app/[^/\s]+/[^/\s]+")
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_DEAD_AFTER_SECONDS", "dead_after_seconds", "300",
                 "a pipeline hop older than this is red; the wall display shows a stale banner"),
     SettingSpec("SIGNAL_ROTATE_SECONDS", "rotate_seconds", "30", "wall display: seconds per view"),
+    SettingSpec("SIGNAL_BIND_ADDRESS", "bind_address", "127.0.0.1",
+                "address `make run` serves the console on; anything but loopback exposes it to the network, and "
+                "then no one is an operator without a login"),
     SettingSpec("SIGNAL_AUTH", "auth", "local", "`local` (role from SIGNAL_ROLE) or `alb` (identity from the "
-                "load balancer's OIDC headers); OIDC via st.login when [auth] is in secrets.toml"),
-    SettingSpec("SIGNAL_ROLE", "role", "", "role without a login: `operator` or `viewer` "
-                "(default: operator on the local backend, viewer on aws)"),
+                "load balancer's signed OIDC header); OIDC via st.login when [auth] is in secrets.toml"),
+    SettingSpec("SIGNAL_ROLE", "role", "", "role without a login: `operator` or `viewer` (default: operator on the "
+                "local backend, viewer on aws); operator only on the local backend served on loopback"),
     SettingSpec("SIGNAL_OPERATORS", "operators", "", "comma-separated e-mails that get the operator role"),
     SettingSpec("SIGNAL_OPERATOR_GROUP", "operator_group", "", "OIDC group claim value that gets the operator role"),
+    SettingSpec("SIGNAL_ALB_ARN", "alb_arn", "", "alb: ARN of the load balancer whose signed identity header is "
+                "trusted (required with `alb`)"),
+    SettingSpec("SIGNAL_OIDC_ISSUER", "oidc_issuer", "", "alb: when set, the identity token's issuer must be this "
+                "OIDC issuer URL"),
     SettingSpec("SIGNAL_LAKE_BUCKET", "lake_bucket", "", "aws: the S3 bucket of the lake (required with aws)"),
     SettingSpec("SIGNAL_LAKE_PREFIX", "lake_prefix", "lake", "aws: the key prefix of the lake in the bucket"),
     SettingSpec("SIGNAL_ATHENA_WORKGROUP", "athena_workgroup", "signal_stream",
@@ -118,10 +130,13 @@ class Settings:
     stale_after_seconds: float
     dead_after_seconds: float
     rotate_seconds: float
+    bind_address: str
     auth: str
     role: str
     operators: tuple[str, ...]
     operator_group: str
+    alb_arn: str
+    oidc_issuer: str
     lake_bucket: str
     lake_prefix: str
     athena_workgroup: str
@@ -152,6 +167,14 @@ class Settings:
         auth = raw["auth"].lower()
         if auth not in ("local", "alb"):
             raise ConfigError(f"SIGNAL_AUTH={raw['auth']!r} is not one of local, alb")
+        if auth == "alb" and not ALB_ARN.fullmatch(raw["alb_arn"]):
+            raise ConfigError(f"SIGNAL_ALB_ARN={raw['alb_arn']!r} is not an Application Load Balancer ARN",
+                              next_step="SIGNAL_AUTH=alb trusts only the identity header this load balancer signs; "
+                              "set SIGNAL_ALB_ARN to its ARN")
+        bind_address = raw["bind_address"]
+        if not bind_address or any(c.isspace() for c in bind_address):
+            raise ConfigError(f"SIGNAL_BIND_ADDRESS={bind_address!r} is not an address",
+                              next_step="use 127.0.0.1 (this machine only) or the address to expose it on")
         role = raw["role"].lower() or ("operator" if backend == "local" else "viewer")
         if role not in ("operator", "viewer"):
             raise ConfigError(f"SIGNAL_ROLE={raw['role']!r} is not one of operator, viewer")
@@ -184,16 +207,25 @@ class Settings:
             stale_after_seconds=stale,
             dead_after_seconds=dead,
             rotate_seconds=_parse_positive("SIGNAL_ROTATE_SECONDS", raw["rotate_seconds"], float),
+            bind_address=bind_address,
             auth=auth,
             role=role,
             operators=tuple(e.strip().lower() for e in raw["operators"].split(",") if e.strip()),
             operator_group=raw["operator_group"],
+            alb_arn=raw["alb_arn"],
+            oidc_issuer=raw["oidc_issuer"],
             lake_bucket=raw["lake_bucket"],
             lake_prefix=raw["lake_prefix"].strip("/"),
             athena_workgroup=raw["athena_workgroup"],
             athena_timeout_seconds=_parse_positive("SIGNAL_ATHENA_TIMEOUT_SECONDS", raw["athena_timeout_seconds"],
                                                    float),
         )
+
+    @property
+    def alb_region(self) -> str:
+        """Return the AWS region of SIGNAL_ALB_ARN ("" when it is not set)."""
+        match = ALB_ARN.fullmatch(self.alb_arn)
+        return match["region"] if match else ""
 
     def to_env(self) -> dict[str, str]:
         """Return these settings as environment variables (for child processes)."""

@@ -3,7 +3,9 @@
 The console holds one ReplayManager per process, so a replay survives page changes and browser
 reloads and every session sees the same one. Each replay is recorded in
 $SIGNAL_HOME/demo/replays.jsonl (a line at start, a line at the end; the last line wins), so time
-charts can annotate replays after a restart. Uploaded CSVs are kept under $SIGNAL_HOME/uploads/.
+charts can annotate replays after a restart. Uploaded CSVs are kept under $SIGNAL_HOME/uploads/: the
+newest KEEP_UPLOADS, and every one a replay is reading (it holds a shared lock on the file for the whole
+replay, every pass of a loop included, so the clean-up of another session or console process skips it).
 """
 
 # No `from __future__ import annotations`: this module defines a function of that name.
@@ -15,10 +17,12 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from core.backends.base import Stream
 from core.errors import ConfigError, ConflictError, InputError
@@ -28,6 +32,10 @@ log = logging.getLogger(__name__)
 
 KEEP_UPLOADS = 10
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Files the replays of this process read (resolved paths, counted): flock alone would not do within one
+# process on file systems that emulate it with per-process POSIX locks (NFS).
+_IN_USE: Counter[Path] = Counter()
+_IN_USE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,43 @@ def _check_csv(path: Path) -> None:
         rows.close()
 
 
+class _InUse:
+    """Marks a CSV as read by a replay until closed: a shared lock on the file, and an entry in _IN_USE."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            handle: BinaryIO = path.open("rb")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a folder, not a CSV file") from None
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH)  # waits for a clean-up deleting it right now
+            if os.fstat(handle.fileno()).st_nlink == 0:
+                raise InputError(f"{path}: no such file (an older upload, removed meanwhile)",
+                                 next_step="upload it again")
+        except BaseException:
+            handle.close()
+            raise
+        self._handle: BinaryIO | None = handle
+        self._key = path.resolve()
+        with _IN_USE_LOCK:
+            _IN_USE[self._key] += 1
+
+    def close(self) -> None:
+        """Release the file (once)."""
+        if self._handle is None:
+            return
+        with _IN_USE_LOCK:
+            _IN_USE[self._key] -= 1
+            if _IN_USE[self._key] <= 0:
+                del _IN_USE[self._key]
+        self._handle.close()  # releases the lock
+        self._handle = None
+
+
 def _copy(progress: ReplayProgress) -> ReplayProgress:
     return replace(progress, rejections=list(progress.rejections), failures=dict(progress.failures),
                    nulled=dict(progress.nulled))
@@ -108,22 +153,32 @@ class ReplayManager:
                     f"{current.started_by} at {current.started_at:%Y-%m-%d %H:%M:%S} UTC",
                     next_step="stop it first",
                 )
-            _check_csv(path)
+            in_use = _InUse(path)  # first: the clean-up of older uploads skips the file from now on
+            try:
+                _check_csv(path)
+            except BaseException:
+                in_use.close()
+                raise
             replay_id = new_replay_id()
             record = ReplayRecord(
                 replay_id=replay_id, source_name=source_name, started_by=started_by,
                 started_at=datetime.now(UTC), ended_at=None, sent=0, rejected=0, failed=0, stopped=False,
                 time_mode=options.time_mode, rate=options.rate,
             )
-            self._append(record)
             stop = threading.Event()
             progress = ReplayProgress(replay_id=replay_id, path=str(path))
             thread = threading.Thread(
-                target=self._run, args=(path, options, stop, record), name=f"replay-{replay_id}", daemon=True
+                target=self._run, args=(path, options, stop, record, in_use), name=f"replay-{replay_id}",
+                daemon=True,
             )
+            try:
+                self._append(record)
+                thread.start()
+            except BaseException:
+                in_use.close()
+                raise
             self._stop, self._progress, self._record, self._error = stop, progress, record, None
             self._thread = thread
-            thread.start()
             return _copy(progress)
 
     def current(self) -> ReplayProgress | None:
@@ -175,7 +230,8 @@ class ReplayManager:
         with self._lock:
             self._progress = snapshot
 
-    def _run(self, path: Path, options: ReplayOptions, stop: threading.Event, record: ReplayRecord) -> None:
+    def _run(self, path: Path, options: ReplayOptions, stop: threading.Event, record: ReplayRecord,
+             in_use: _InUse) -> None:
         error: str | None = None
         final: ReplayProgress | None = None
         try:
@@ -185,6 +241,8 @@ class ReplayManager:
             # Nobody waits on this thread: keep the error for the page instead of losing it.
             log.exception("replay %s failed", record.replay_id)
             error = f"{type(exc).__name__}: {exc}"
+        finally:
+            in_use.close()
         with self._lock:
             if final is None:
                 last = self._progress or ReplayProgress(replay_id=record.replay_id, path=str(path))
@@ -222,9 +280,10 @@ def _safe_name(filename: str) -> str:
 
 
 def save_upload(data: bytes, filename: str, home: Path, limit_mb: float, *, keep: Iterable[Path] = ()) -> Path:
-    """Store an uploaded CSV under home/uploads and return its path; keep only the newest 10 uploads.
+    """Store an uploaded CSV under home/uploads and return its path; keep the newest 10 uploads.
 
-    `keep` names files never deleted by the clean-up (the CSV a replay is reading).
+    Older uploads are deleted, except those `keep` names and those a replay is reading (in this process
+    or in another one sharing the folder).
     """
     size_mb = len(data) / (1024 * 1024)
     if not data:
@@ -255,7 +314,25 @@ def _prune_uploads(folder: Path, keep: set[Path]) -> None:
     kept = {p.resolve() for p in keep}
     for old in uploads[KEEP_UPLOADS:]:
         if old.resolve() not in kept:
-            old.unlink(missing_ok=True)
+            _delete_unless_in_use(old)
+
+
+def _delete_unless_in_use(path: Path) -> None:
+    """Delete an upload unless a replay reads it (it holds a shared lock on it, or is one of this process's)."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return  # gone already, or unreadable: nothing to check the lock with, so left alone
+    with handle:
+        try:
+            # Exclusive while deleting: a replay starting now waits, then sees the file is gone.
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a replay, maybe of another console process, reads it
+        with _IN_USE_LOCK:
+            if path.resolve() in _IN_USE:
+                return
+            path.unlink(missing_ok=True)
 
 
 def _utc(moment: datetime) -> datetime:

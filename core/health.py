@@ -114,7 +114,7 @@ def freshness_chain(
     batch_at = _utc(last.time) if last else None
     if job.state == "FAILED":
         job_level = Level.RED
-    elif job.state in ("STOPPED", "RESTARTING", "STARTING"):
+    elif job.state in ("STOPPED", "RESTARTING", "STARTING", "UNKNOWN"):  # UNKNOWN: its state file is unreadable
         job_level = Level.RED if job.state == "STOPPED" and pending else Level.AMBER
     else:
         job_level = backlog_level if pending else Level.GREEN

@@ -2,18 +2,20 @@
 
 Used by `python -m core.cli replay` and by the console's demo page (progress callback, stop flag).
 Every CSV line ends up sent, rejected with its line number and reason, or failed with the
-stream's error; nothing is dropped silently.
+stream's error; nothing is dropped silently. A quoted field may hold line breaks, but a quote that
+does not close properly costs only the line it opened on: the lines it took are read again on their own.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -118,12 +120,15 @@ class ReplayProgress:
 
 
 class _Lines:
-    """The lines of an open CSV for the csv reader, with room to hand one line back to read first."""
+    """The lines of an open CSV for the csv reader: one line can be handed back to be read first, and the
+    lines the reader pulls from `source` are kept in `taken`, to be read again when its row is refused."""
 
-    __slots__ = ("_handed_back", "handle")
+    __slots__ = ("_handed_back", "handle", "source", "taken")
 
     def __init__(self, handle: TextIO) -> None:
         self.handle = handle
+        self.source: Iterator[str] = handle
+        self.taken: list[str] = []
         self._handed_back: str | None = None
 
     def __iter__(self) -> _Lines:
@@ -132,7 +137,9 @@ class _Lines:
     def __next__(self) -> str:
         text = self._handed_back
         if text is None:
-            return next(self.handle)
+            text = next(self.source)
+            self.taken.append(text)
+            return text
         self._handed_back = None
         return text
 
@@ -224,43 +231,75 @@ _NUMERIC_COLUMNS = tuple((name, R.SOURCE_FIELDS.index(name)) for name in R.NUMER
 
 def _rows(lines: _Lines, reader: Any) -> Generator[_Row | Rejection, None, None]:
     width = len(R.SOURCE_FIELDS)
+    unterminated = "unterminated quote: a quoted field opened on this line is not closed properly " \
+                   "(the lines after it are read on their own)"
     # The csv module refuses a field longer than this: a line shorter than it cannot hold one.
     field_limit = csv.field_size_limit()
     line = reader.line_num  # the last line read, by the reader or here
+    taken = lines.taken  # the lines the reader reads after the one handed back: empty for a one-line row
     with lines.handle as handle:
-        for text in handle:
-            # A line ends with one line break at most (newline=""): strip it, as the reader does.
-            row_text = text.rstrip("\r\n")
-            if len(row_text) < field_limit and _CLEAN_ROW(row_text):
-                # Without a quote the reader would split the line at its commas: do that, faster.
-                line += 1
-                yield line, row_text.split(","), True
-                continue
-            lines.hand_back(text)  # anything else is the csv module's to read, quoted lines and all
-            read_before = reader.line_num
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                line += reader.line_num - read_before
-                yield Rejection(line, f"unreadable CSV ({error})")
-                continue
-            first_line = line + 1  # a quoted field may span lines: report where the row starts
-            line += reader.line_num - read_before
-            if not row:
-                continue
-            if len(row) != width:
-                yield Rejection(first_line, f"expected {width} fields, found {len(row)}")
-                continue
-            joined = ",".join(row)
-            if not joined.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
-                try:
-                    joined.encode()
-                except UnicodeEncodeError:
-                    yield Rejection(first_line, "not valid UTF-8")
+        source: Iterator[str] = handle
+        again: Iterator[str] = iter(())  # lines to read again, before the rest of the file
+        while True:
+            for text in source:
+                # A line ends with one line break at most (newline=""): strip it, as the reader does.
+                row_text = text.rstrip("\r\n")
+                if len(row_text) < field_limit and _CLEAN_ROW(row_text):
+                    # Without a quote the reader would split the line at its commas: do that, faster.
+                    line += 1
+                    yield line, row_text.split(","), True
                     continue
-            yield first_line, row, False
+                lines.hand_back(text)  # anything else is the csv module's to read, quoted lines and all
+                taken.clear()
+                read_before = reader.line_num
+                error: csv.Error | None = None
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as caught:
+                    error, row = caught, []
+                first_line = line + 1  # a quoted field may span lines: report where the row starts
+                if taken and (error is not None or (len(row) != width and not _quotes_close([text, *taken]))):
+                    # A quote opened on this line took the next lines into its field, and does not close
+                    # before the end of the file, the field size limit, or where a quote can close. Only
+                    # this line is refused: the lines it took are read again, on their own.
+                    line = first_line
+                    yield Rejection(line, unterminated)
+                    # One level of lines to read again (not a chain per refused line): those it took,
+                    # then those still waiting from an earlier refusal.
+                    again = iter([*taken, *again])
+                    source = lines.source = itertools.chain(again, handle)
+                    break
+                line += reader.line_num - read_before
+                if error is not None:
+                    yield Rejection(line, f"unreadable CSV ({error})")
+                    continue
+                if not row:
+                    continue
+                if len(row) != width:
+                    yield Rejection(first_line, f"expected {width} fields, found {len(row)}")
+                    continue
+                joined = ",".join(row)
+                if not joined.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
+                    try:
+                        joined.encode()
+                    except UnicodeEncodeError:
+                        yield Rejection(first_line, "not valid UTF-8")
+                        continue
+                yield first_line, row, False
+            else:
+                return
+
+
+def _quotes_close(lines: list[str]) -> bool:
+    """Return True when every quoted field in these lines closes properly (a strict csv reader reads them)."""
+    try:
+        for _ in csv.reader(lines, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _nulled_fields(cells: Sequence[str]) -> list[str]:

@@ -5,13 +5,14 @@ The tables themselves are Delta tables (glue_job/sink.py); these are the job's o
 
 from __future__ import annotations
 
-import contextlib
 import json
-import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
+
+from core.durable import write_atomically
 
 
 class LakeFiles:
@@ -28,22 +29,15 @@ class LakeFiles:
 
     def write_atomically(self, target: str, write: Callable[[str], None]) -> None:
         """Have write(path) write the file at the absolute path target, which readers then see whole or
-        not at all: locally through a hidden temporary file and a rename, which a failed write removes."""
-        parent, _, name = target.rpartition("/")
+        not at all: locally through a hidden temporary file, fsync'ed and renamed (core/durable.py), which
+        a failed write removes."""
+        parent = target.rpartition("/")[0]
         self.fs.create_dir(parent, recursive=True)
         if not self.local:
-            write(target)  # an S3 PUT is atomic: readers see the old object or the new one
+            write(target)  # an S3 PUT is atomic and durable: readers see the old object or the new one
             return
-        temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        with contextlib.ExitStack() as unless_moved:
-            unless_moved.callback(self._delete_if_present, temporary)
-            write(temporary)
-            self.fs.move(temporary, target)
-            unless_moved.pop_all()
-
-    def _delete_if_present(self, path: str) -> None:
-        if self.fs.get_file_info(path).type == pafs.FileType.File:
-            self.fs.delete_file(path)
+        # The job trusts these after a crash (the app identity guards exactly-once): on disk, not only renamed.
+        write_atomically(Path(target), lambda temporary: write(str(temporary)))
 
     def write_json(self, relative: str, document: Any) -> None:
         """Write a JSON document at the relative path."""

@@ -40,6 +40,7 @@ JOB_MODULES: tuple[str, ...] = (
     "core/records.py",
     "core/lake_layout.py",
     "core/delta_lake.py",
+    "core/durable.py",
     "glue_job/__init__.py",
     "glue_job/transforms.py",
     "glue_job/sink.py",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy Signal Stream to AWS in one run: build the job artefacts, deploy infra/template.yaml, upload the
 # artefacts to s3://<lake bucket>/jobs/ (the script, its modules, and the wheels of deltalake and its dependencies
-# under jobs/wheels/), then print the next steps (console image, starting the job).
+# under jobs/wheels/), give the account's shared Glue crawler log group a retention if it has none, then print the
+# next steps (console image, starting the job).
 #
 # Every stack parameter comes from an environment variable (table in infra/README.md). On the first deploy the
 # network and sign-in variables are required; on later deploys an unset variable keeps the stack's current value
@@ -60,6 +61,7 @@ PARAMETERS=(
   "OPERATORS:Operators"
   "OPERATOR_GROUP:OperatorGroup"
   "LOG_RETENTION_DAYS:LogRetentionDays"
+  "ACCESS_LOG_RETENTION_DAYS:AccessLogRetentionDays"
 )
 # Parameters without a default: needed when the stack is created.
 REQUIRED_ON_CREATE=(
@@ -173,6 +175,7 @@ DATABASE="$(output DatabaseName)"
 ALB_DNS="$(output LoadBalancerDnsName)"
 CLUSTER="$(output ClusterName)"
 SERVICE="$(output ServiceName)"
+ACCESS_LOGS="$(output AccessLogBucketName)"
 [[ -n "$BUCKET" && "$BUCKET" != "None" ]] || die "the stack has no LakeBucketName output; is $TEMPLATE the right template?"
 
 # The stack created the bucket; the job reads these at its next start (a running job keeps its old code).
@@ -182,6 +185,37 @@ aws s3 cp "$JOB_SCRIPT" "s3://$BUCKET/jobs/job.py" --region "$REGION" --only-sho
 for wheel in $template_wheels; do
   aws s3 cp "$WHEELS_DIR/$wheel" "s3://$BUCKET/jobs/wheels/$wheel" --region "$REGION" --only-show-errors
 done
+
+# Glue crawlers log to the account's shared /aws-glue/crawlers group, which the stack cannot own (it is every
+# crawler's, and usually exists already; see CrawlerRole in the template). Give it a retention when it has none, so
+# crawler logs do not stay forever; a retention someone already chose is left as it is. A failure here only warns:
+# the stack is deployed.
+CRAWLER_LOG_GROUP="/aws-glue/crawlers"
+CRAWLER_LOG_RETENTION_DAYS="$(output LogRetentionDays)"  # the stack's LogRetentionDays, as just deployed
+[[ "$CRAWLER_LOG_RETENTION_DAYS" =~ ^[0-9]+$ ]] || CRAWLER_LOG_RETENTION_DAYS=30
+crawler_log_retention() {
+  local found name days
+  found="$(aws logs describe-log-groups --region "$REGION" --log-group-name-prefix "$CRAWLER_LOG_GROUP" \
+    --query "logGroups[?logGroupName=='$CRAWLER_LOG_GROUP'] | [0].[logGroupName, retentionInDays]" \
+    --output text)" || return 1
+  read -r name days <<<"$found" || true
+  if [[ "$name" != "$CRAWLER_LOG_GROUP" ]]; then
+    aws logs create-log-group --region "$REGION" --log-group-name "$CRAWLER_LOG_GROUP" || return 1
+    days=""
+  fi
+  if [[ -z "$days" || "$days" == "None" ]]; then
+    aws logs put-retention-policy --region "$REGION" --log-group-name "$CRAWLER_LOG_GROUP" \
+      --retention-in-days "$CRAWLER_LOG_RETENTION_DAYS" || return 1
+    echo "==> crawler logs ($CRAWLER_LOG_GROUP) now expire after $CRAWLER_LOG_RETENTION_DAYS days"
+  else
+    echo "==> crawler logs ($CRAWLER_LOG_GROUP) keep their retention of $days days"
+  fi
+}
+if ! crawler_log_retention; then
+  echo "deploy.sh: warning: could not give $CRAWLER_LOG_GROUP a retention; crawler logs stay forever until you run" >&2
+  echo "  aws logs put-retention-policy --log-group-name $CRAWLER_LOG_GROUP --retention-in-days" \
+    "$CRAWLER_LOG_RETENTION_DAYS --region $REGION" >&2
+fi
 
 REGISTRY="${REPO_URI%%/*}"
 SUGGESTED_TAG="$(git rev-parse --short HEAD 2>/dev/null || date +%Y%m%d%H%M%S)"
@@ -194,6 +228,7 @@ Stack $STACK_NAME is deployed.
   database    $DATABASE
   workgroup   $WORKGROUP
   console     https://<your DNS name> -> $ALB_DNS
+  access logs s3://$ACCESS_LOGS/alb/
 
 Next steps
   1. Build and push the console image for ARM64 (tags are immutable: use a new tag per build):

@@ -11,7 +11,7 @@ import streamlit as st
 from core.auth import perform
 from core.demo import save_upload
 from core.errors import ConflictError, InputError, PermissionDeniedError, SignalStreamError
-from core.replay import ReplayOptions, validate_csv
+from core.replay import ReplayOptions, count_data_lines, validate_csv
 from ui import actions, context
 from ui.widgets import fmt_time
 
@@ -44,11 +44,20 @@ if source == "Upload a CSV":
         if saved and saved[0] == uploaded.file_id:
             path = Path(saved[1])
         else:
+            data = uploaded.getvalue()
+
+            def store() -> tuple[Path, int]:
+                stored = save_upload(data, uploaded.name, settings.home, settings.upload_limit_mb)
+                return stored, count_data_lines(stored)
+
             try:
-                path = save_upload(uploaded.getvalue(), uploaded.name, settings.home, settings.upload_limit_mb)
+                # Audited like an action: who put which file (name, size, rows) on the console's disk.
+                path, _rows = perform(user, "upload_csv", uploaded.name, store, context.audit_log(),
+                                      detail=f"{len(data):,} bytes",
+                                      describe=lambda saved: f"{len(data):,} bytes, {saved[1]:,} rows")
                 st.session_state["saved_upload"] = (uploaded.file_id, str(path))
-            except InputError as error:
-                st.error(str(error))
+            except (SignalStreamError, OSError) as error:
+                st.error(f"This file cannot be used: {error}")
         source_name = uploaded.name
 
 left, middle, right = st.columns(3)

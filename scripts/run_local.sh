@@ -30,5 +30,18 @@ trap 'exit 130' INT TERM
   done
 ) &
 
-echo "Console: http://localhost:8501  (job log: $SIGNAL_HOME/run/job.log; Ctrl-C stops everything)"
-$PY -m streamlit run Home.py --server.port "${PORT:-8501}"
+# This machine only unless SIGNAL_BIND_ADDRESS says otherwise; then no one is an operator without a login.
+address="${SIGNAL_BIND_ADDRESS:-127.0.0.1}"
+port="${PORT:-8501}"
+case "$address" in
+  127.*|localhost|::1) url_host="$address" ;;
+  0.0.0.0|::) url_host="localhost"
+    echo "WARNING: the console listens on every network interface ($address:$port): anyone who reaches it sees"
+    echo "         the data; without a login (README: Security) everyone is a viewer." ;;
+  *) url_host="$address"
+    echo "WARNING: the console listens on $address:$port, reachable from the network: anyone who reaches it"
+    echo "         sees the data; without a login (README: Security) everyone is a viewer." ;;
+esac
+if [[ "$url_host" == *:* ]]; then url_host="[$url_host]"; fi  # an IPv6 address in a URL
+echo "Console: http://$url_host:$port  (job log: $SIGNAL_HOME/run/job.log; Ctrl-C stops everything)"
+$PY -m streamlit run Home.py --server.address "$address" --server.port "$port"

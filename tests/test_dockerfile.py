@@ -1,8 +1,9 @@
 """The console image's Dockerfile and .dockerignore, checked by reading them (no Docker engine needed).
 
-Non-root user, a Python health check, pinned bases, no secrets copied or baked in, no backend
-chosen in the image, and only the app requirements (no pyspark, no test tools) installed from the
-hashed lock, so the image runs the versions the suite tested.
+Non-root user, a Python health check, bases pinned by digest, no secrets copied or baked in, no backend
+chosen in the image but the viewer role by default, the paths the console writes declared as volumes (the
+ECS task runs it on a read-only root filesystem), and only the app requirements (no pyspark, no test
+tools) installed from the hashed lock, so the image runs the versions the suite tested.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -27,6 +30,8 @@ NOT_IN_IMAGE = ("tests", "glue_job", "infra", "bench", ".signal_stream", ".venv"
 DEV_ONLY_PACKAGES = {"pyspark", "chispa", "pytest", "pytest-timeout", "moto", "playwright", "ruff", "mypy", "cfn-lint"}
 CONSOLE_SOURCES = ("Home.py", "core", "ui", "pages")
 FORBIDDEN_IN_IMAGE = {"pyspark", "glue_job"}  # not installed / not copied: a top-level import breaks the console
+BASE_IMAGE = "python:3.11-slim-bookworm"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,51 @@ def env_names(instruction: Instruction) -> list[str]:
     if instruction.keyword == "ARG" or (len(words) == 2 and "=" not in words[0]):
         return [words[0].split("=", 1)[0]]
     return [w.split("=", 1)[0] for w in words if "=" in w]
+
+
+def image_env(instructions: list[Instruction]) -> dict[str, str]:
+    """Return the environment the final stage's ENV instructions give a container (values as written)."""
+    env: dict[str, str] = {}
+    for instruction in final_stage(instructions):
+        if instruction.keyword != "ENV":
+            continue
+        words = shlex.split(instruction.args)
+        if len(words) >= 2 and "=" not in words[0]:  # legacy form: ENV NAME value with spaces
+            env[words[0]] = " ".join(words[1:])
+        else:
+            for word in words:
+                name, sep, value = word.partition("=")
+                if sep:
+                    env[name] = value
+    return env
+
+
+def volume_paths(instructions: list[Instruction]) -> set[str]:
+    """Return the paths the final stage declares with VOLUME (JSON or plain form)."""
+    return {path for i in final_stage(instructions) if i.keyword == "VOLUME" for path in exec_form(i.args)}
+
+
+def base_image_problems(instructions: list[Instruction]) -> list[str]:
+    """Return why the FROM lines are not the pinned base: each must be BASE_IMAGE@sha256:<64 hex>, one digest."""
+    problems: list[str] = []
+    aliases: set[str] = set()
+    digests: set[str] = set()
+    for instruction in (i for i in instructions if i.keyword == "FROM"):
+        words = [w for w in instruction.args.split() if not w.startswith("--")]
+        image = words[0]
+        if image in aliases:
+            continue
+        if len(words) == 3 and words[1].upper() == "AS":
+            aliases.add(words[2])
+        name, _, digest = image.partition("@")
+        if name != BASE_IMAGE:
+            problems.append(f"base image {image} is not {BASE_IMAGE}")
+        if not DIGEST.search(image):
+            problems.append(f"base image {image} is not pinned by digest (@sha256:<64 hex>)")
+        digests.add(digest)
+    if len(digests) > 1:
+        problems.append(f"the stages pin different digests: {sorted(digests)}")
+    return problems
 
 
 def ignore_patterns() -> list[str]:
@@ -164,6 +214,63 @@ def test_base_images_are_pinned_slim_python(instructions: list[Instruction]) -> 
         if "AS" in [w.upper() for w in words]:
             aliases.add(words[-1])
     assert stages[-1].args.split()[0].startswith("python:3.11-")
+
+
+def test_base_images_are_pinned_by_digest(instructions: list[Instruction]) -> None:
+    # A tag moves (every Debian or Python patch release); a digest is the exact image the suite's build used.
+    assert len([i for i in instructions if i.keyword == "FROM"]) >= 2, "expected a builder and a final stage"
+    assert base_image_problems(instructions) == []
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert f"docker buildx imagetools inspect {BASE_IMAGE}" in text, "say how to refresh the digest"
+
+
+@pytest.mark.parametrize(("dockerfile", "expected"), [
+    pytest.param(f"FROM {BASE_IMAGE}\n", "not pinned by digest", id="tag-only"),
+    pytest.param(f"FROM {BASE_IMAGE}@sha256:{'a' * 64} AS b\nFROM {BASE_IMAGE}\n", "not pinned by digest",
+                 id="one-stage-unpinned"),
+    pytest.param(f"FROM {BASE_IMAGE}@sha256:abc123\n", "not pinned by digest", id="short-digest"),
+    pytest.param(f"FROM python:3.12-slim@sha256:{'a' * 64}\n", "is not python:3.11-slim-bookworm", id="other-base"),
+    pytest.param(f"FROM {BASE_IMAGE}@sha256:{'a' * 64} AS b\nFROM {BASE_IMAGE}@sha256:{'b' * 64}\n",
+                 "different digests", id="two-digests"),
+])
+def test_pin_check_rejects(dockerfile: str, expected: str) -> None:
+    problems = base_image_problems(parse_dockerfile(dockerfile))
+    assert any(expected in p for p in problems), problems
+
+
+def test_pin_check_accepts_pinned_stages_and_aliases() -> None:
+    pinned = f"{BASE_IMAGE}@sha256:{'0' * 64}"
+    text = f"FROM {pinned} AS builder\nRUN true\nFROM builder AS more\nFROM --platform=linux/arm64 {pinned}\n"
+    assert base_image_problems(parse_dockerfile(text)) == []
+
+
+def test_image_defaults_to_the_viewer_role(instructions: list[Instruction]) -> None:
+    # An image run with no settings (no task definition, a stray `docker run`) must not hand out operator rights:
+    # without SIGNAL_ROLE the local backend, the image's default backend, makes everyone an operator.
+    env = image_env(instructions)
+    assert env.get("SIGNAL_ROLE") == "viewer"
+    signal_env = {k: v for k, v in env.items() if k.startswith("SIGNAL_")}
+    assert Settings.from_env(signal_env).role == "viewer"
+    assert Settings.from_env({}).role == "operator", "the local default this guards against has changed"
+    assert Settings.from_env({**signal_env, "SIGNAL_BACKEND": "aws", "SIGNAL_LAKE_BUCKET": "b"}).role == "viewer"
+
+
+def test_paths_the_console_writes_are_volumes_owned_by_the_app_user(instructions: list[Instruction]) -> None:
+    # The ECS task mounts scratch volumes here on a read-only root filesystem (tests/infra checks the mounts);
+    # Fargate gives each the image's content and owner only when the image declares the path a VOLUME.
+    env = image_env(instructions)
+    stage = final_stage(instructions)
+    workdir = [i.args for i in stage if i.keyword == "WORKDIR"][-1]
+    home = Path(workdir) / env.get("SIGNAL_HOME", ".signal_stream")
+    assert home.is_absolute(), home
+    assert volume_paths(instructions) == {str(home), "/tmp", env["HOME"]}
+    runs = " ".join(i.args for i in stage if i.keyword == "RUN")
+    assert f"--home-dir {env['HOME']}" in runs, "HOME is not the app user's home"
+    assert "chown app:app ./.signal_stream" in runs and str(home) == f"{workdir}/.signal_stream"
+    keywords = [i.keyword for i in stage]
+    assert keywords.index("VOLUME") < keywords.index("USER"), "declare the volumes after preparing them"
+    last_run = max(n for n, k in enumerate(keywords) if k in {"RUN", "COPY"})
+    assert last_run < keywords.index("VOLUME"), "a RUN/COPY after VOLUME does not reach the volume"
 
 
 def test_runs_as_a_non_root_user_set_before_cmd(instructions: list[Instruction]) -> None:

@@ -2,11 +2,13 @@
 
 Buttons only *request* an action (session state); `run_pending` performs it through core.auth.perform,
 which checks the role of the user resolved on the server for this very run. A viewer who forges a
-request (or a stale button of a demoted user) is refused and audited, whatever the page showed.
+request (or a stale button of a demoted user) is refused and audited, whatever the page showed; so
+is every action while the audit log cannot be written. Whatever fails, the page shows one message.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,8 @@ from ui import context
 PENDING = "pending_action"
 CONFIRM = "confirm_action"
 MESSAGE = "action_message"
+
+log = logging.getLogger(__name__)
 
 
 def _handlers() -> dict[str, Callable[[str], Any]]:
@@ -74,6 +78,10 @@ def run_pending() -> None:
                 st.session_state[MESSAGE] = ("info", str(error))
             except SignalStreamError as error:
                 st.session_state[MESSAGE] = ("error", f"{action.replace('_', ' ')} failed: {error}")
+            except Exception as error:  # audited as failed by perform; the browser gets a line, not a traceback
+                log.exception("%s %s failed", action, target)
+                st.session_state[MESSAGE] = ("error", f"{action.replace('_', ' ')} failed: "
+                                             f"{type(error).__name__}: {error}")
             context.forget_states()
     message = st.session_state.pop(MESSAGE, None)
     if message:

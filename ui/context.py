@@ -3,12 +3,17 @@
 Everything here is shared by all sessions: the backend is built once (st.cache_resource), and data
 calls are cached with a TTL of SIGNAL_REFRESH_SECONDS (st.cache_data), refreshed in the background,
 so N viewers cost one backend call per panel per TTL. Time ranges are rounded to the TTL so that
-sessions opened at different moments share the same cache entries.
+sessions opened at different moments share the same cache entries (and the same Athena parameters,
+so Athena's result reuse serves them too). Memory stays bounded: a range is at most MAX_RANGE long,
+and the last good results kept for failed refreshes are at most LAST_GOOD_ENTRIES, least recently
+used dropped first.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +32,9 @@ RANGES: dict[str, timedelta] = {
     "6 h": timedelta(hours=6),
     "24 h": timedelta(hours=24),
 }
+MAX_RANGE = timedelta(days=31)  # the longest event-time range a panel queries; a longer one is clipped
+LAST_GOOD_ENTRIES = 64  # last good results kept for all sessions (a panel and range each)
+QUERY_CACHE_ENTRIES = 256  # cached query results, besides their TTL
 
 
 @st.cache_resource
@@ -54,9 +62,40 @@ def replay_manager() -> Any:
     return ReplayManager(backend().stream, settings().home)
 
 
+class LastGood:
+    """The last good result of each (query, slot), shared by all sessions: at most `size` of them, the
+    least recently used dropped first (each custom range is a slot of its own)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._results: OrderedDict[tuple[str, str], QueryResult] = OrderedDict()
+        self._lock = threading.Lock()  # sessions run in threads of their own
+
+    def get(self, key: tuple[str, str]) -> QueryResult | None:
+        """Return the last good result for `key`, or None."""
+        with self._lock:
+            result = self._results.get(key)
+            if result is not None:
+                self._results.move_to_end(key)
+            return result
+
+    def put(self, key: tuple[str, str], result: QueryResult) -> None:
+        """Keep `result` as the last good one for `key`, dropping the least recently used beyond `size`."""
+        with self._lock:
+            self._results[key] = result
+            self._results.move_to_end(key)
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """Return the keys kept, least recently used first."""
+        with self._lock:
+            return list(self._results)
+
+
 @st.cache_resource
-def _last_good() -> dict[tuple[str, str], QueryResult]:
-    return {}
+def _last_good() -> LastGood:
+    return LastGood(LAST_GOOD_ENTRIES)
 
 
 def auth_configured() -> bool:
@@ -70,7 +109,10 @@ def auth_configured() -> bool:
 def current_user() -> User:
     """Return the user of this session: OIDC login, load-balancer headers, or the local setting."""
     oidc = st.user.to_dict() if auth_configured() else None
-    return resolve_user(settings(), oidc_user=oidc, headers=dict(st.context.headers or {}))
+    # The address Streamlit really listens on (config.toml, a flag or STREAMLIT_SERVER_ADDRESS), not
+    # SIGNAL_BIND_ADDRESS: only a console bound to loopback gives operator without a login.
+    return resolve_user(settings(), oidc_user=oidc, headers=dict(st.context.headers or {}),
+                        bind_address=st.get_option("server.address"))
 
 
 def _ttl() -> int:
@@ -94,28 +136,60 @@ def time_window(label: str, now: datetime | None = None) -> tuple[datetime, date
     return until - RANGES[label], until
 
 
-@st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")
+def _whole_second(moment: datetime | None, *, up: bool) -> datetime | None:
+    # UTC (a time without zone is UTC), whole seconds: equal ranges are equal cache keys and parameters.
+    if moment is None:
+        return None
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    whole = aware.replace(microsecond=0)
+    return whole + timedelta(seconds=1) if up and whole != aware else whole
+
+
+def clip_range(since: datetime | None, until: datetime | None, now: datetime | None = None
+               ) -> tuple[datetime | None, datetime | None, str | None]:
+    """Return (since, until) limited to MAX_RANGE, and a notice saying so when the range was longer.
+
+    A longer range keeps its latest MAX_RANGE up to now (the interval `until` of a preset): data
+    ends now, so a range running into the future is not clipped to an empty stretch.
+    """
+    since, until = _whole_second(since, up=False), _whole_second(until, up=True)
+    if since is None or until is None or until - since <= MAX_RANGE:
+        return since, until, None
+    end = min(until, max(_until(now), since + MAX_RANGE))
+    start = end - MAX_RANGE
+    notice = (f"A range is limited to {MAX_RANGE.days} days: this one spans {(until - since).days} days, so "
+              f"the panels show {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC.")
+    return start, end, notice
+
+
+@st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background", max_entries=QUERY_CACHE_ENTRIES)
 def _query(name: str, since: datetime | None, until: datetime | None) -> QueryResult:
     return backend().lake.query(name, {"since": since, "until": until})
 
 
 @dataclass(frozen=True)
 class Panel:
-    """A query result for a panel; `error` is set when the newest try failed and `result` is older."""
+    """A query result for a panel; `error` is set when the newest try failed and `result` is older;
+    `notice` when the range asked for was clipped to MAX_RANGE."""
 
     result: QueryResult | None
     error: str | None = None
+    notice: str | None = None
 
 
 def query(name: str, since: datetime | None = None, until: datetime | None = None, *, slot: str = "") -> Panel:
-    """Return a named query for a panel, keeping the last good result when a newer try fails."""
+    """Return a named query for a panel, keeping the last good result when a newer try fails.
+
+    The range is limited to MAX_RANGE (see clip_range); `slot` tells apart the panels' last good results.
+    """
+    since, until, notice = clip_range(since, until)
     key = (name, slot)
     try:
         result = _query(name, since, until)
     except SignalStreamError as error:
-        return Panel(_last_good().get(key), str(error))
-    _last_good()[key] = result
-    return Panel(result)
+        return Panel(_last_good().get(key), str(error), notice)
+    _last_good().put(key, result)
+    return Panel(result, notice=notice)
 
 
 @st.cache_data(ttl=_ttl(), show_spinner=False, refresh_mode="background")

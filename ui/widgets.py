@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from core.frames import to_safe_csv
 from core.health import Hop, Level
 from ui.context import Panel
 
@@ -50,6 +51,8 @@ def freshness_chain(hops: Sequence[Hop]) -> None:
 def panel_header(panel: Panel, title: str) -> bool:
     """Draw a panel's title and state; return False when there is nothing to draw."""
     st.subheader(title)
+    if panel.notice:
+        st.info(panel.notice, icon=":material/date_range:")
     if panel.error and panel.result is None:
         st.info(f"No data to show: {panel.error}")
         return False
@@ -66,7 +69,7 @@ def panel_footer(panel: Panel, key: str) -> None:
     scanned = f"{result.bytes_scanned:,} bytes scanned" if result.bytes_scanned is not None else "local files"
     left, right = st.columns([4, 1])
     left.caption(f"Data as of {fmt_time(result.as_of)} · {len(result.frame):,} rows · {result.duration_ms:.0f} ms")
-    right.download_button("CSV", result.frame.to_csv(index=False), file_name=f"{result.name}.csv",
+    right.download_button("CSV", to_safe_csv(result.frame), file_name=f"{result.name}.csv",
                           mime="text/csv", key=f"csv_{key}", icon=":material/download:")
     with st.expander("Query details"):
         st.code(result.sql, language="sql")

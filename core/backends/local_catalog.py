@@ -26,11 +26,13 @@ from deltalake.exceptions import DeltaError
 from core.backends.base import CrawlerState
 from core.backends.processes import pid_alive
 from core.delta_lake import open_table
-from core.errors import ConflictError, NotFoundError
+from core.durable import write_text_atomically
+from core.errors import BackendError, ConflictError, NotFoundError
 from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec, partition_name
 
 RUNNING = "RUNNING"
 READY = "READY"
+RECRAWL = "re-crawl: python -m core.cli crawl"
 
 
 def sql_type(arrow_type: pa.DataType) -> str:
@@ -75,12 +77,26 @@ class LocalCatalog:
         self.lake_root = lake_root
         self.path = folder / f"{database}.json"
 
+    def _empty(self) -> dict[str, Any]:
+        return {"database": self.database, "tables": {}}
+
     def read(self) -> dict[str, Any]:
-        """Return the catalog document (empty when nothing was crawled yet)."""
+        """Return the catalog document (empty when nothing was crawled yet); BackendError when it is corrupt."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            return {"database": self.database, "tables": {}}
+            return self._empty()
+        try:
+            document = json.loads(data)
+        except ValueError as error:  # bytes that are not UTF-8 too
+            raise self._corrupt(str(error)) from error
+        if not isinstance(document, dict) or not isinstance(document.get("tables", {}), dict):
+            raise self._corrupt("not a catalog document")
+        return document
+
+    def _corrupt(self, reason: str) -> BackendError:
+        # Every query and freshness check reads the catalog: name the broken file and how to rebuild it.
+        return BackendError(f"the local catalog {self.path} is corrupt ({reason})", next_step=RECRAWL)
 
     def version(self) -> float:
         """Return a value that changes whenever the catalog is rewritten."""
@@ -98,11 +114,15 @@ class LocalCatalog:
         self.folder.mkdir(parents=True, exist_ok=True)
         with (self.folder / ".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            document = self.read()
+            try:
+                document = self.read()
+            except BackendError:
+                # A crawl is the way to recover: start from an empty catalog, keeping the broken file for a
+                # look. Each crawler registers its table again; the others show as not catalogued meanwhile.
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.corrupt-{_now():%Y%m%dT%H%M%S%f}"))
+                document = self._empty()
             yield document
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(document, indent=1), encoding="utf-8")
-            os.replace(temporary, self.path)
+            write_text_atomically(self.path, json.dumps(document, indent=1))
 
     def register(self, spec: TableSpec, columns: list[tuple[str, str]], partitions: list[str]) -> dict[str, int]:
         """Add or update a table and its partitions; return what changed."""
@@ -157,23 +177,34 @@ class LocalCrawlers:
 
     def _read_state(self, name: str) -> CrawlerState:
         spec = self._spec(name)
+        state = RUNNING if self._running_since(name) else READY
+        path = self._state_path(name)
         try:
-            raw = json.loads(self._state_path(name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             raw = {}
-        running = self._running_since(name)
-        return CrawlerState(
-            name=name,
-            table=spec.name,
-            state=RUNNING if running else READY,
-            last_started=_parse(raw.get("last_started")),
-            last_finished=_parse(raw.get("last_finished")),
-            last_result=raw.get("last_result"),
-            tables_added=int(raw.get("tables_added", 0)),
-            tables_updated=int(raw.get("tables_updated", 0)),
-            partitions_added=int(raw.get("partitions_added", 0)),
-            message=raw.get("message", ""),
-        )
+        except ValueError as error:
+            return self._unreadable_state(name, spec, state, error)
+        try:
+            return CrawlerState(
+                name=name,
+                table=spec.name,
+                state=state,
+                last_started=_parse(raw.get("last_started")),
+                last_finished=_parse(raw.get("last_finished")),
+                last_result=raw.get("last_result"),
+                tables_added=int(raw.get("tables_added", 0)),
+                tables_updated=int(raw.get("tables_updated", 0)),
+                partitions_added=int(raw.get("partitions_added", 0)),
+                message=str(raw.get("message", "")),
+            )
+        except (AttributeError, TypeError, ValueError) as error:  # valid JSON of another shape
+            return self._unreadable_state(name, spec, state, error)
+
+    def _unreadable_state(self, name: str, spec: TableSpec, state: str, error: Exception) -> CrawlerState:
+        # The last run's outcome is lost, not the catalog: the next run rewrites the file.
+        return CrawlerState(name=name, table=spec.name, state=state,
+                            message=f"its state file {self._state_path(name)} is unreadable ({error}): run it again")
 
     def _running_since(self, name: str) -> str | None:
         try:
@@ -225,10 +256,10 @@ class LocalCrawlers:
             outcome.update(last_result="FAILED", message=f"{type(error).__name__}: {error}")
         finally:
             outcome["last_finished"] = _iso(_now())
-            temporary = self._state_path(name).with_suffix(".tmp")
-            temporary.write_text(json.dumps(outcome), encoding="utf-8")
-            os.replace(temporary, self._state_path(name))
-            self._lock_path(name).unlink(missing_ok=True)
+            try:
+                write_text_atomically(self._state_path(name), json.dumps(outcome))
+            finally:  # a failed state write must not leave the crawler "running" for the process's lifetime
+                self._lock_path(name).unlink(missing_ok=True)
 
     def _crawl(self, spec: TableSpec) -> dict[str, Any]:
         table = open_table(str(self.catalog.lake_root), spec)

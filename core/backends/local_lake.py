@@ -7,6 +7,10 @@ range, through TEMP views of its own cursor. So new data of a catalogued table i
 crawl, and a compaction never makes a query miss or count a row twice: the files a snapshot lists
 stay until VACUUM, an hour after they were replaced. A table the catalog does not know reads as
 empty.
+
+The connection reads the lake and nothing else: `allowed_directories` is the lake root, external
+access (any other file, COPY, ATTACH, installing or loading extensions) is off, and the configuration
+is locked, so no statement can turn it back on.
 """
 
 from __future__ import annotations
@@ -58,10 +62,23 @@ class LocalLake:
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._connection is None:
-                self._connection = duckdb.connect(":memory:")
-                self._connection.execute("SET TimeZone = 'UTC'")
-                self._create_empty_views(self._connection)
+                connection = duckdb.connect(":memory:")
+                connection.execute("SET TimeZone = 'UTC'")
+                self._create_empty_views(connection)
+                self._confine(connection)
+                self._connection = connection
             return self._connection.cursor()
+
+    def _confine(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Let the connection (and its cursors) read files under the lake root only, for good."""
+        # The root as given and as resolved (a symlinked home), with a trailing slash: a prefix, so a
+        # sibling such as lake2/ stays out. DuckDB refuses `..` out of an allowed directory.
+        roots = {str(self.lake_root.absolute()).rstrip("/") + "/", str(self.lake_root.resolve()).rstrip("/") + "/"}
+        connection.execute(f"SET allowed_directories = [{', '.join(_sql_string(r) for r in sorted(roots))}]")
+        # In this order: the allowed directories cannot be set once external access is off, and
+        # nothing can be set once the configuration is locked.
+        connection.execute("SET enable_external_access = false")
+        connection.execute("SET lock_configuration = true")
 
     def _snapshot(self, spec: TableSpec) -> DeltaTable | None:
         """Return the table brought up to its newest version (reading only the commits since the last

@@ -2,7 +2,8 @@
 
 Each line is an envelope like a Kinesis record: the producer's bytes (`data`), a sequence id
 (`seq`, file + line) and the arrival time. Files appear whole (temp file + rename), so the job never
-reads half a batch; the job deletes the files it has processed.
+reads half a batch; the job deletes the files it has processed. Each file is on disk before
+put_records reports it sent (core/durable.py): the producer forgets what it sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from core.backends.base import PutResult, StreamHealth
 from core.batching import Entry, EntryError, put_with_retries
+from core.durable import write_text_atomically
 
 LAST_PUT_MARKER = ".last_put"
 
@@ -44,15 +46,12 @@ class LocalStream:
         head = '{"seq": ' + encode_basestring(stem)[:-1]
         tail = '", "arrival": ' + encode_basestring(arrival) + ', "data": '
         text = "".join([f"{head}:{i}{tail}{encode_basestring(e.data.decode())}}}\n" for i, e in enumerate(entries)])
-        temporary = self.folder / f".{stem}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, self.folder / f"{stem}.jsonl")
+            write_text_atomically(self.folder / f"{stem}.jsonl", text)  # a failed write leaves no temporary
             # Its time is the last put: rewriting a file's content costs a flush per batch on ext4.
             (self.folder / LAST_PUT_MARKER).touch()
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             failure = EntryError("LocalWriteFailed", f"{self.folder}: {error.strerror or error}")
             return [failure] * len(entries)
         return [None] * len(entries)

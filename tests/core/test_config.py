@@ -63,11 +63,33 @@ def test_conftest_points_home_at_the_test_folder(tmp_path: Path) -> None:
         ({"SIGNAL_STREAM_NAME": "  "}, "must not be empty"),
         ({"SIGNAL_FOO": "1"}, "unknown setting SIGNAL_FOO"),
         ({"SIGNAL_BACKEND": "aws"}, "SIGNAL_LAKE_BUCKET is required"),
+        ({"SIGNAL_AUTH": "alb"}, "SIGNAL_ALB_ARN"),
+        ({"SIGNAL_AUTH": "alb", "SIGNAL_ALB_ARN": "arn:aws:iam::123456789012:role/x"}, "not an Application Load"),
+        ({"SIGNAL_AUTH": "alb", "SIGNAL_ALB_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
+          "loadbalancer/net/nlb/0123"}, "not an Application Load"),
+        ({"SIGNAL_BIND_ADDRESS": " "}, "SIGNAL_BIND_ADDRESS"),
+        ({"SIGNAL_BIND_ADDRESS": "0.0.0.0 8501"}, "SIGNAL_BIND_ADDRESS"),
     ],
 )
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+ALB_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/signal-stream/50dc6c495c0c9188"
+
+
+def test_the_console_binds_to_loopback_by_default() -> None:
+    assert Settings.from_env({}).bind_address == "127.0.0.1"
+    assert Settings.from_env({"SIGNAL_BIND_ADDRESS": "0.0.0.0"}).bind_address == "0.0.0.0"
+
+
+def test_alb_auth_needs_the_load_balancer_arn_and_takes_its_region() -> None:
+    settings = Settings.from_env({"SIGNAL_AUTH": "alb", "SIGNAL_ALB_ARN": ALB_ARN,
+                                  "SIGNAL_OIDC_ISSUER": "https://idp.example.com"})
+    assert (settings.alb_arn, settings.alb_region, settings.oidc_issuer) == (
+        ALB_ARN, "eu-west-1", "https://idp.example.com")
+    assert Settings.from_env({}).alb_region == ""
 
 
 def test_signal_debug_and_other_variables_are_not_settings_errors() -> None:
@@ -94,6 +116,9 @@ def test_settings_are_frozen() -> None:
          "SIGNAL_TRIGGER_SECONDS": "2.5",
          "SIGNAL_WATERMARK_MINUTES": "7", "SIGNAL_GRID_DEGREES": "0.005", "SIGNAL_HOME": "/var/lib/signal",
          "SIGNAL_STREAM_NAME": "other_stream", "SIGNAL_DEMO_RATE": "12.5", "SIGNAL_SAMPLE_CSV": "x/y.csv"},
+        {"SIGNAL_AUTH": "alb", "SIGNAL_ALB_ARN": "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
+         "loadbalancer/app/console/0123456789abcdef", "SIGNAL_OIDC_ISSUER": "https://idp.example.com",
+         "SIGNAL_BIND_ADDRESS": "0.0.0.0"},
     ],
 )
 def test_to_env_round_trips(env: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import time
@@ -16,10 +17,10 @@ import pytest
 from core import demo
 from core.backends.base import PutResult, StreamHealth
 from core.backends.local_stream import LocalStream
-from core.demo import ReplayManager, ReplayRecord, save_upload
+from core.demo import KEEP_UPLOADS, ReplayManager, ReplayRecord, save_upload
 from core.errors import ConflictError, InputError
 from core.records import SOURCE_FIELDS
-from core.replay import ReplayOptions
+from core.replay import ReplayOptions, ReplayProgress
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CSV = PROJECT_ROOT / "data" / "mobile_logs.csv"
@@ -251,3 +252,39 @@ def test_annotations_mark_starts_and_ends_within_the_range() -> None:
         (timedelta(minutes=50), "replay r20260501T095000-abcdef started (sample, 50/s)"),
     ]
     assert demo.replay_marks(history, t0 + timedelta(hours=5), t0 + timedelta(hours=6)) == []
+
+
+def test_ten_newer_uploads_never_delete_the_csv_a_looping_replay_reads(manager: ReplayManager, home: Path) -> None:
+    in_use = save_upload(write_csv(home.parent, 20).read_bytes(), "looped.csv", home, 1)
+    manager.start(in_use, ReplayOptions(rate=2000, loop=True), started_by="alice", source_name="looped.csv")
+
+    newer = [save_upload(f"{HEADER}\n{i}\n".encode(), f"u{i}.csv", home, 1) for i in range(KEEP_UPLOADS + 2)]
+
+    assert in_use.exists()
+    assert sorted((home / "uploads").iterdir()) == sorted([in_use, *newer[2:]])
+    passes = (manager.current() or ReplayProgress("", "")).passes
+    wait_until(lambda: (p := manager.current()) is not None and p.passes > passes + 2)  # it reads the file again
+    assert manager.running() and manager.last_error() is None
+
+    manager.stop(timeout=5)
+    save_upload(b"data", "later.csv", home, 1)
+    assert not in_use.exists()  # once the replay ended, the clean-up deletes it as any older upload
+
+
+def test_an_upload_locked_by_another_process_replay_is_not_deleted(home: Path) -> None:
+    saved = [save_upload(f"{HEADER}\n{i}\n".encode(), f"u{i}.csv", home, 1) for i in range(KEEP_UPLOADS)]
+    with saved[0].open("rb") as other:  # what a replay of another console process holds on the file
+        fcntl.flock(other, fcntl.LOCK_SH)
+        newer = save_upload(b"data", "new.csv", home, 1)
+        assert saved[0].exists()
+    save_upload(b"data", "newer.csv", home, 1)
+    assert not saved[0].exists()
+    assert newer.exists()
+
+
+def test_a_replay_of_an_upload_removed_meanwhile_is_refused(manager: ReplayManager, home: Path) -> None:
+    path = save_upload(write_csv(home.parent, 3).read_bytes(), "gone.csv", home, 1)
+    path.unlink()
+    with pytest.raises(InputError, match="no such file"):
+        manager.start(path, ReplayOptions(), started_by="alice", source_name="gone.csv")
+    assert not manager.running() and not demo._IN_USE

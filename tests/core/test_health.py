@@ -62,6 +62,11 @@ def test_a_stopped_job_with_records_waiting_is_red_and_a_failed_job_always() -> 
     assert chain(HEALTHY_STREAM, JobStatus("job", "FAILED", error="boom"), TABLES)["job"] is Level.RED
 
 
+def test_a_job_whose_state_file_is_unreadable_is_amber_not_green() -> None:
+    unknown = JobStatus("job", "UNKNOWN", error="its status file is unreadable")
+    assert chain(HEALTHY_STREAM, unknown, TABLES)["job"] is Level.AMBER
+
+
 def test_an_idle_running_job_with_nothing_waiting_is_green_even_if_its_last_batch_is_old() -> None:
     idle = JobStatus("job", "RUNNING", last_batch=batch(3600))
     assert chain(HEALTHY_STREAM, idle, TABLES)["job"] is Level.GREEN

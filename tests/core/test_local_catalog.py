@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.backends.local import build_local_backend
+from core.cli import main
 from core.config import Settings
-from core.errors import ConflictError, NotFoundError
+from core.errors import BackendError, ConflictError, NotFoundError
 from core.lake_layout import COVERAGE_GRID
 from tests.lake_fixtures import SIGNAL, signal_rows, write_rows
 
@@ -119,3 +120,43 @@ def test_crawler_reads_the_schema_of_data_files_only(backend, clean_environ: Pat
     table = backend.crawlers.catalog.tables()[COVERAGE_GRID.name]
     assert [c[0] for c in table["columns"]] == COVERAGE_GRID.schema.names
     assert table["partitions"] == ["dt=2026-11-28/hr=10"]
+
+
+@pytest.mark.parametrize("content", [b'{"database": "x", "tables": {"signal_str', b"[]", b'{"tables": []}', b"\xff"])
+def test_a_corrupt_catalog_is_a_clear_error_and_a_crawl_rebuilds_it(
+        backend, clean_environ: Path, content: bytes) -> None:
+    write_rows(lake(clean_environ), SIGNAL, 0, signal_rows(T0, "Movistar", 30.0, 2))
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    catalog = backend.crawlers.catalog
+    catalog.path.write_bytes(content)
+
+    with pytest.raises(BackendError, match="corrupt") as error:
+        backend.lake.query("signal_by_operator")
+    assert error.value.next_step == "re-crawl: python -m core.cli crawl"
+    assert str(catalog.path) in str(error.value)
+
+    assert backend.crawlers.run("crawler_signal_strength_by_operator").last_result == "SUCCEEDED"
+    assert backend.lake.query("signal_by_operator").frame.set_index("operator")["samples"].to_dict() == {"Movistar": 2}
+    kept = [p.read_bytes() for p in catalog.folder.glob(f"{catalog.path.name}.corrupt-*")]
+    assert kept == [content]  # the broken file is kept aside for a look
+
+
+def test_a_corrupt_catalog_is_one_line_from_the_cli(backend, clean_environ: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = backend.crawlers.catalog
+    catalog.folder.mkdir(parents=True)
+    catalog.path.write_text("{")
+    assert main(["query", "signal_by_operator"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "corrupt" in err and "re-crawl: python -m core.cli crawl" in err
+
+
+@pytest.mark.parametrize("content", ['{"last_result": "SUCC', '{"tables_added": "one"}', '"done"'])
+def test_an_unreadable_crawler_state_says_to_run_it_again(backend, clean_environ: Path, content: str) -> None:
+    crawlers = backend.crawlers
+    crawlers.state_folder.mkdir(parents=True)
+    crawlers._state_path("crawler_status_count").write_text(content)
+    state = {c.name: c for c in crawlers.list()}["crawler_status_count"]
+    assert (state.state, state.last_result) == ("READY", None)
+    assert "unreadable" in state.message and "run it again" in state.message
+    assert crawlers.run("crawler_status_count").last_result == "SUCCEEDED"  # which rewrites it

@@ -225,6 +225,68 @@ def test_undecodable_and_oversized_lines_are_rejected_and_reading_goes_on(tmp_pa
     assert report.valid == 2
 
 
+def test_an_unterminated_quote_rejects_only_its_own_line(tmp_path: Path) -> None:
+    # 101 lines: the header, then 100 rows, the 10th (line 11) opening a quote that never closes.
+    lines = [HEADER, *(",".join(make_row(i)) for i in range(100))]
+    lines[11] = ",".join(make_row(10, operator='"Vodafone'))
+    path = tmp_path / "unterminated.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = validate_csv(path)
+    assert (report.rows, report.valid, report.rejected) == (100, 99, 1)
+    assert report.rejections == [Rejection(12, UNTERMINATED)]
+
+    stream = new_stream(tmp_path)
+    state = replay(path, stream, replay_id="r-quote")
+    assert (state.sent, state.rejected, state.rejections) == (99, 1, [Rejection(12, UNTERMINATED)])
+    sent = read_stream(stream)
+    assert sorted(r["record_id"] for r in sent) == sorted(f"r-quote:1:{n}" for n in range(2, 102) if n != 12)
+    assert sorted(map(source_fields, sent)) == sorted(make_row(i) for i in range(100) if i != 10)
+
+
+def test_an_unterminated_quote_closed_by_a_later_quoted_field_still_rejects_one_line(tmp_path: Path) -> None:
+    lines = [
+        HEADER,                                                    # 1
+        ",".join(make_row(1)),                                     # 2
+        ",".join(make_row(2, description='"STATE')),               # 3: opens a quote
+        ",".join(make_row(3)),                                     # 4
+        csv_line(make_row(4, description="IN, SERVICE")),         # 5: its quote would close line 3's
+        csv_line(make_row(5, description="two\nlines")),           # 6-7: a quoted line break, closed
+        ",".join(make_row(6, operator='"Yoigo')),                  # 8: opens a quote up to the end
+        ",".join(make_row(7)),                                     # 9
+        ",".join(make_row(8)),                                     # 10, no line break at the end
+    ]
+    path = tmp_path / "quotes.csv"
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+    items = [item if isinstance(item, Rejection) else (item[0], list(item[1].values())) for item in iter_rows(path)]
+    assert items == [
+        (2, make_row(1)), Rejection(3, UNTERMINATED), (4, make_row(3)),
+        (5, make_row(4, description="IN, SERVICE")), (6, make_row(5, description="two\nlines")),
+        Rejection(8, UNTERMINATED), (9, make_row(7)), (10, make_row(8)),
+    ]
+
+
+def test_an_unterminated_quote_over_the_field_size_limit_rejects_one_line(tmp_path: Path) -> None:
+    # 5,000 rows after the quote: more text than the csv module's field limit (128 KiB).
+    lines = [HEADER, ",".join(make_row(0, description='"STATE')), *(",".join(make_row(i)) for i in range(1, 5001))]
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert len(path.read_text()) > 4 * csv.field_size_limit()
+
+    report = validate_csv(path)
+    assert (report.rows, report.valid, report.rejections) == (5001, 5000, [Rejection(2, UNTERMINATED)])
+
+
+def test_a_closed_multiline_quote_in_a_row_of_the_wrong_width_is_one_rejection(tmp_path: Path) -> None:
+    lines = [HEADER, csv_line(make_row(1, description="STATE\nIN_SERVICE")[:13]), ",".join(make_row(2))]
+    path = tmp_path / "narrow.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = validate_csv(path)
+    assert (report.rows, report.valid, report.rejections) == (2, 1, [Rejection(2, "expected 14 fields, found 13")])
+
+
 # --- limit, loop, rate, stop, progress -------------------------------------------------------------
 
 def test_limit_sends_exactly_n(tmp_path: Path) -> None:
@@ -392,6 +454,7 @@ ODD_LINES = [
     ",".join(make_row(92)) + ",", ",".join(make_row(93, description="X" * 131_071)),
     ",".join(make_row(94, description="Y" * 131_072)), ",".join(make_row(95, description="Z" * 200_000)),
     ",".join(make_row(96)) + "\r" + ",".join(make_row(97)), ",".join(make_row(98, operator="nul\x00")),
+    ",".join(make_row(89, operator='"Vodafone')), ",".join(make_row(88, postal_code='"28047.0')),
 ]
 
 
@@ -422,34 +485,60 @@ def write_messy_file(tmp_path: Path, seed: int, rows: int = 400) -> Path:
     return path
 
 
+UNTERMINATED = "unterminated quote: a quoted field opened on this line is not closed properly " \
+               "(the lines after it are read on their own)"
+
+
+def quotes_close(lines: list[str]) -> bool:
+    try:
+        list(csv.reader(lines, strict=True))
+    except csv.Error:
+        return False
+    return True
+
+
 def reference_rows(path: Path) -> list[tuple[int, list[str]] | Rejection]:
-    """Return the rows as the csv module alone reads them, with the reasons and line numbers replay reports."""
-    items: list[tuple[int, list[str]] | Rejection] = []
+    """Return the rows as the csv module alone reads them, with the reasons and line numbers replay reports.
+
+    One rule on top of the csv module's: a row that spans lines (a quoted field holds a line break) and
+    cannot be read, or is no row of 14 fields and has a quote a strict reader refuses, was opened by an
+    unterminated quote: its first line is refused alone and reading starts again on the next line.
+    """
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        previous_line = reader.line_num
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return items
-            except csv.Error as error:
-                previous_line = reader.line_num
-                items.append(Rejection(reader.line_num, f"unreadable CSV ({error})"))
-                continue
-            line, previous_line = previous_line + 1, reader.line_num
-            if not row:
-                continue
-            if len(row) != len(SOURCE_FIELDS):
-                items.append(Rejection(line, f"expected {len(SOURCE_FIELDS)} fields, found {len(row)}"))
-                continue
-            try:
-                "".join(row).encode()
-            except UnicodeEncodeError:
-                items.append(Rejection(line, "not valid UTF-8"))
-                continue
-            items.append((line, row))
+        lines = handle.readlines()
+    items: list[tuple[int, list[str]] | Rejection] = []
+    start = 1  # index of the first line not read yet (the header is line 1, index 0)
+    while start < len(lines):
+        reader = csv.reader(iter(lines[start:]))
+        error: csv.Error | None = None
+        try:
+            row = next(reader)
+        except StopIteration:
+            return items
+        except csv.Error as caught:
+            row, error = [], caught
+        line = start + 1
+        taken = lines[start:start + reader.line_num]
+        if len(taken) > 1 and (error is not None or (len(row) != len(SOURCE_FIELDS) and not quotes_close(taken))):
+            items.append(Rejection(line, UNTERMINATED))
+            start += 1
+            continue
+        start += reader.line_num
+        if error is not None:
+            items.append(Rejection(start, f"unreadable CSV ({error})"))
+            continue
+        if not row:
+            continue
+        if len(row) != len(SOURCE_FIELDS):
+            items.append(Rejection(line, f"expected {len(SOURCE_FIELDS)} fields, found {len(row)}"))
+            continue
+        try:
+            "".join(row).encode()
+        except UnicodeEncodeError:
+            items.append(Rejection(line, "not valid UTF-8"))
+            continue
+        items.append((line, row))
+    return items
 
 
 def reference_nulled(rows: list[list[str]]) -> dict[str, int]:

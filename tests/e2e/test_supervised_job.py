@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +17,7 @@ from core.backends.base import JobStatus
 from core.backends.local import build_local_backend
 from core.config import Settings
 from core.replay import ReplayOptions, replay
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +45,13 @@ def test_start_status_crash_restart_stop(clean_environ: Path) -> None:
         first = wait_for(lambda: ((s := backend.job.status()).last_batch and s.state == "RUNNING" and s) or None,
                          "the first batch")
         assert first.totals["input_rows"] == 500
+        supervisor = json.loads((clean_environ / "run" / "job.pid").read_text())
+        assert "core.cli job supervise" in supervisor["command"] and supervisor["started"]
+        assert backend.job.start().state == "RUNNING"  # already running: no second supervisor
+        second = subprocess.run([sys.executable, "-m", "core.cli", "job", "supervise"], cwd=PROJECT_ROOT,
+                                env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=60)
+        assert (second.returncode, "another supervisor" in second.stderr) == (1, True)
+        assert json.loads((clean_environ / "run" / "job.pid").read_text()) == supervisor
 
         os.kill(job_pid(clean_environ), signal.SIGKILL)  # the job dies; the supervisor must bring it back
         wait_for(lambda: ((s := backend.job.status()).restarts == 1 and s) or None, "a restart")

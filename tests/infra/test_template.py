@@ -24,11 +24,13 @@ from cfnlint.helpers import load_resource
 from core.config import SETTINGS, Settings
 from core.lake_layout import TABLES
 from glue_job import package
+from tests.test_dockerfile import DOCKERFILE, final_stage, image_env, parse_dockerfile, volume_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
 DEPLOY_SH = ROOT / "infra" / "deploy.sh"
 INFRA_README = ROOT / "infra" / "README.md"
+ACCESS_LOG_PREFIX = "alb"  # the load balancer's access logs: s3://<AccessLogBucket>/alb/AWSLogs/<account>/...
 
 LINT_REGIONS = ["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2"]
 # cfn-lint warnings/informational findings accepted on purpose, by rule id, each with its reason. None today.
@@ -289,7 +291,7 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
 def test_walker_sees_every_policy_of_the_template(template: dict[str, Any]) -> None:
     owners = {found.where.split("/")[0].split("[")[0] for found in iter_policy_statements(template)}
     assert owners == {"JobRole", "CrawlerRole", "TaskRole", "TaskExecutionRole", "TaskDemoReplayPolicy",
-                      "LakeBucketPolicy"}
+                      "LakeBucketPolicy", "AccessLogBucketPolicy"}
 
 
 def test_no_account_ids_or_hard_coded_arns(template: dict[str, Any]) -> None:
@@ -300,7 +302,8 @@ def test_no_account_ids_or_hard_coded_arns(template: dict[str, Any]) -> None:
         for value in _strings(template[section]):
             for match in re.finditer(r"arn:", value):
                 assert value[match.start():].startswith("arn:${AWS::Partition}:"), value
-    assert "BucketName" not in _one(template, "AWS::S3::Bucket"), "let CloudFormation name the bucket"
+    for name, bucket in _resources(template, "AWS::S3::Bucket").items():
+        assert "BucketName" not in bucket["Properties"], f"{name}: let CloudFormation name the bucket"
 
 
 def test_every_scoped_action_supports_resource_level_permissions(template: dict[str, Any]) -> None:
@@ -332,23 +335,37 @@ def test_stream_is_encrypted_and_mode_is_parameterised(template: dict[str, Any])
     assert template["Conditions"]["IsProvisioned"] == {"Fn::Equals": [{"Ref": "StreamMode"}, "PROVISIONED"]}
 
 
-def test_bucket_blocks_public_access_and_is_encrypted(template: dict[str, Any]) -> None:
-    bucket = _one(template, "AWS::S3::Bucket")
-    assert bucket["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
-    rules = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] in (["AES256"], ["aws:kms"])
-    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+def _bucket(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    resource = template["Resources"][logical_id]
+    assert resource["Type"] == "AWS::S3::Bucket"
+    return dict(resource["Properties"])
 
 
-def test_bucket_policy_enforces_tls(template: dict[str, Any]) -> None:
-    policy = _one(template, "AWS::S3::BucketPolicy")
-    assert policy["Bucket"] == {"Ref": "LakeBucket"}
-    tls = [s for s in policy["PolicyDocument"]["Statement"]
-           if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
-    assert len(tls) == 1
-    assert tls[0]["Principal"] == "*" and tls[0]["Action"] == "s3:*"
-    assert {render(r, template) for r in tls[0]["Resource"]} == {"<LakeBucket.Arn>", "<LakeBucket.Arn>/*"}
+def test_the_buckets_are_the_lake_and_the_access_logs(template: dict[str, Any]) -> None:
+    assert set(_resources(template, "AWS::S3::Bucket")) == {"LakeBucket", "AccessLogBucket"}
+
+
+def test_every_bucket_blocks_public_access_and_is_encrypted(template: dict[str, Any]) -> None:
+    for name, resource in _resources(template, "AWS::S3::Bucket").items():
+        bucket = resource["Properties"]
+        assert bucket["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True}, name
+        rules = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] in (["AES256"], ["aws:kms"]), name
+        assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}, name
+
+
+def test_every_bucket_policy_enforces_tls(template: dict[str, Any]) -> None:
+    policies = {res["Properties"]["Bucket"]["Ref"]: res["Properties"]
+                for res in _resources(template, "AWS::S3::BucketPolicy").values()}
+    assert set(policies) == set(_resources(template, "AWS::S3::Bucket")), "every bucket needs its TLS-only policy"
+    for bucket, policy in policies.items():
+        tls = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+               and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
+        assert len(tls) == 1, bucket
+        assert tls[0]["Principal"] == "*" and tls[0]["Action"] == "s3:*"
+        assert {render(r, template) for r in tls[0]["Resource"]} == {f"<{bucket}.Arn>", f"<{bucket}.Arn>/*"}
 
 
 def _rule_prefix(rule: dict[str, Any], template: dict[str, Any]) -> str:
@@ -357,7 +374,7 @@ def _rule_prefix(rule: dict[str, Any], template: dict[str, Any]) -> str:
 
 
 def test_lifecycle_expires_athena_results_and_never_live_checkpoints(template: dict[str, Any]) -> None:
-    rules = _one(template, "AWS::S3::Bucket")["LifecycleConfiguration"]["Rules"]
+    rules = _bucket(template, "LakeBucket")["LifecycleConfiguration"]["Rules"]
     lake = _default(template, "LakePrefix")
     by_prefix = {_rule_prefix(r, template): r for r in rules}
     assert by_prefix["athena-results/"]["ExpirationInDays"] == {"Ref": "AthenaResultsRetentionDays"}
@@ -369,7 +386,7 @@ def test_lifecycle_expires_athena_results_and_never_live_checkpoints(template: d
             f"rule {rule['Id']} would expire the current checkpoint files a running job resumes from")
     assert by_prefix[f"{lake}/checkpoints/"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": {"Ref": "CheckpointNoncurrentVersionDays"}}
-    assert _one(template, "AWS::S3::Bucket")["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert _bucket(template, "LakeBucket")["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
 def test_every_list_bucket_grant_is_limited_to_prefixes(template: dict[str, Any]) -> None:
@@ -382,6 +399,7 @@ def test_s3_object_writes_stay_under_known_prefixes(template: dict[str, Any]) ->
     writes = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
     allowed = {f"<LakeBucket.Arn>/lake/{prefix}/*" for prefix in ("aggregations", "quarantine", "checkpoints", "_job",
                                                                    "_audit")} | {"<LakeBucket.Arn>/athena-results/*"}
+    allowed.add(f"<AccessLogBucket.Arn>/{ACCESS_LOG_PREFIX}/AWSLogs/<AWS::AccountId>/*")  # the ELB's log delivery
     for found in iter_policy_statements(template):
         statement = found.statement
         if statement["Effect"] != "Allow" or not set(_as_list(statement["Action"])) & set(writes):
@@ -587,6 +605,52 @@ def test_job_logs_go_to_log_groups_the_stack_owns(template: dict[str, Any]) -> N
         assert res["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+CRAWLER_LOG_GROUP = "/aws-glue/crawlers"  # every Glue crawler of the account and region logs here
+
+
+def log_groups_without_retention(template: dict[str, Any]) -> list[str]:
+    """Return the AWS::Logs::LogGroup resources, anywhere in the template, that keep their logs forever."""
+    return sorted(name for name, res in _resources(template, "AWS::Logs::LogGroup").items()
+                  if res.get("Properties", {}).get("RetentionInDays") in (None, ""))
+
+
+def test_every_log_group_has_a_retention(template: dict[str, Any]) -> None:
+    assert _resources(template, "AWS::Logs::LogGroup")
+    assert log_groups_without_retention(template) == []
+
+
+def test_retention_walker_finds_a_log_group_that_keeps_logs_forever(template: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(template))
+    broken["Resources"]["Extra"] = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/x"}}
+    del broken["Resources"]["ServiceLogGroup"]["Properties"]["RetentionInDays"]
+    assert log_groups_without_retention(broken) == ["Extra", "ServiceLogGroup"]
+
+
+def _log_group_name(arn: Any, template: dict[str, Any]) -> str:
+    """Return the log group an IAM resource names: `<LogicalId>` for one of the template's, else its name."""
+    if isinstance(arn, dict) and set(arn) == {"Fn::GetAtt"}:
+        return f"<{arn['Fn::GetAtt'][0]}>"
+    text = str(render(arn, template))
+    name = text.split(":log-group:", 1)[1]
+    return name.removesuffix(":*")
+
+
+def test_every_log_group_the_stack_writes_has_a_retention(template: dict[str, Any]) -> None:
+    # Log groups the stack's roles write to: its own (with a retention, above) and, for the crawlers, the account's
+    # shared /aws-glue/crawlers, which the stack cannot own; deploy.sh gives that one a retention.
+    written: set[str] = set()
+    for found in iter_policy_statements(template):
+        if found.statement["Effect"] == "Allow" and "logs:PutLogEvents" in _as_list(found.statement["Action"]):
+            written |= {_log_group_name(r, template) for r in _as_list(found.statement["Resource"])}
+    console = _container(template)["LogConfiguration"]["Options"]["awslogs-group"]
+    written.add(f"<{console['Ref']}>")
+    owned = {f"<{name}>" for name in _resources(template, "AWS::Logs::LogGroup")}
+    assert written - owned == {CRAWLER_LOG_GROUP}, "a log group outside the stack: who sets its retention?"
+    text = DEPLOY_SH.read_text()
+    assert f'CRAWLER_LOG_GROUP="{CRAWLER_LOG_GROUP}"' in text
+    assert 'put-retention-policy --region "$REGION" --log-group-name "$CRAWLER_LOG_GROUP"' in text
+
+
 def test_job_role_reads_only_its_stream(template: dict[str, Any]) -> None:
     statements = [f.statement for f in iter_policy_statements(template) if f.where.startswith("JobRole/")]
     kinesis = [s for s in statements if any(a.startswith("kinesis:") for a in _as_list(s["Action"]))]
@@ -670,8 +734,54 @@ def test_task_definition_runs_on_arm64_fargate(template: dict[str, Any]) -> None
     assert "ImageTag" in json.dumps(container["Image"])
 
 
+# What `Ref LoadBalancer` resolves to at deploy time (an ALB's ARN), for checking the settings the task gets.
+SAMPLE_ALB_ARN = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/signal-stream/0123456789abcdef"
+
+
+def _dockerfile_writable_paths() -> tuple[set[str], dict[str, str]]:
+    instructions = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+    assert final_stage(instructions)
+    return volume_paths(instructions), image_env(instructions)
+
+
+def test_console_runs_on_a_read_only_root_with_scratch_volumes(template: dict[str, Any]) -> None:
+    task = _one(template, "AWS::ECS::TaskDefinition")
+    container = _container(template)
+    assert container["ReadonlyRootFilesystem"] is True, "the console's code and packages must not change at run time"
+    volumes = {volume["Name"]: volume for volume in task["Volumes"]}
+    mounts = {mount["ContainerPath"]: mount for mount in container["MountPoints"]}
+    for path, mount in mounts.items():
+        volume = volumes[mount["SourceVolume"]]
+        # Ephemeral task storage: a Fargate bind mount with no host path and no EFS/Docker volume behind it.
+        assert set(volume) == {"Name"}, f"{path}: {volume} is not task-local scratch storage"
+        assert mount.get("ReadOnly") is False, f"{path} must be writable"
+    assert len({m["SourceVolume"] for m in mounts.values()}) == len(mounts), "one volume per path"
+    # Exactly where the image writes: its data folder, /tmp and the app user's home, each a VOLUME in the image
+    # (so Fargate copies the image's owner and content into the volume).
+    paths, env = _dockerfile_writable_paths()
+    assert set(mounts) == paths
+    assert {env["SIGNAL_HOME"], "/tmp", env["HOME"]} <= set(mounts)
+    task_env = {item["Name"] for item in container["Environment"]}
+    assert not {"SIGNAL_HOME", "HOME"} & task_env, "the mounts follow the image's paths: do not move them here"
+
+
+def test_read_only_check_fails_without_the_volumes(template: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(template))
+    container = broken["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    container["MountPoints"] = [m for m in container["MountPoints"] if m["ContainerPath"] != "/tmp"]
+    with pytest.raises(AssertionError):
+        test_console_runs_on_a_read_only_root_with_scratch_volumes(broken)
+    container["ReadonlyRootFilesystem"] = False
+    with pytest.raises(AssertionError, match="must not change"):
+        test_console_runs_on_a_read_only_root_with_scratch_volumes(broken)
+
+
 def test_console_environment_is_valid_settings(template: dict[str, Any]) -> None:
-    env = {item["Name"]: render(item["Value"], template) for item in _container(template)["Environment"]}
+    raw = {item["Name"]: item["Value"] for item in _container(template)["Environment"]}
+    assert raw["SIGNAL_ALB_ARN"] == {"Ref": "LoadBalancer"}, "the console trusts only its own load balancer's header"
+    assert raw["SIGNAL_OIDC_ISSUER"] == {"Ref": "OidcIssuer"}
+    env = {name: SAMPLE_ALB_ARN if value == {"Ref": "LoadBalancer"} else render(value, template)
+           for name, value in raw.items()}
     known = {spec.env for spec in SETTINGS}
     unknown = {name for name in env if name.startswith("SIGNAL_")} - known
     assert unknown == set(), "Settings.from_env rejects unknown SIGNAL_* names"
@@ -681,6 +791,11 @@ def test_console_environment_is_valid_settings(template: dict[str, Any]) -> None
     assert (env["SIGNAL_BACKEND"], env["SIGNAL_AUTH"], env["SIGNAL_DEMO_MODE"]) == ("aws", "alb", "false")
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("SIGNAL_")})
     assert settings.backend == "aws" and settings.auth == "alb" and settings.demo_mode is False
+    # The container's environment is the image's, then the task's on top: still valid, still viewer by default.
+    _, image = _dockerfile_writable_paths()
+    combined = {k: v for k, v in {**image, **env}.items() if k.startswith("SIGNAL_")}
+    settings = Settings.from_env(combined)
+    assert settings.role == "viewer" and str(settings.home) == image["SIGNAL_HOME"]
 
 
 def test_demo_mode_put_records_is_conditional(template: dict[str, Any]) -> None:
@@ -737,6 +852,45 @@ def test_listener_signs_in_with_oidc_then_forwards(template: dict[str, Any]) -> 
     assert actions[1]["TargetGroupArn"] == {"Ref": "TargetGroup"}
     group = _one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert (group["HealthCheckPath"], group["Port"], group["TargetType"]) == ("/_stcore/health", 8501, "ip")
+
+
+def test_load_balancer_writes_access_logs_to_its_bucket(template: dict[str, Any]) -> None:
+    resource = _resources(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")["LoadBalancer"]
+    attributes = {a["Key"]: a["Value"] for a in resource["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == {"Ref": "AccessLogBucket"}
+    assert attributes["access_logs.s3.prefix"] == ACCESS_LOG_PREFIX
+    # The ALB checks it may write (a test object) when logging is switched on: the policy must exist first.
+    assert "AccessLogBucketPolicy" in _as_list(resource.get("DependsOn"))
+
+
+def test_access_log_bucket_is_sse_s3_and_expires_its_logs(template: dict[str, Any]) -> None:
+    bucket = _bucket(template, "AccessLogBucket")
+    rules = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] == ["AES256"], (
+        "ALB access logs support SSE-S3 only")
+    (expire,) = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert expire["Status"] == "Enabled" and _rule_prefix(expire, template) == "", "every log expires"
+    assert expire["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    assert _default(template, "AccessLogRetentionDays") == "90"
+    assert template["Resources"]["AccessLogBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_only_the_load_balancer_log_delivery_may_write_the_access_log_bucket(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["AccessLogBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "AccessLogBucket"}
+    allows = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert len(allows) == 1
+    (grant,) = allows
+    assert grant["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    assert _as_list(grant["Action"]) == ["s3:PutObject"]
+    assert [render(r, template) for r in _as_list(grant["Resource"])] == [
+        f"<AccessLogBucket.Arn>/{ACCESS_LOG_PREFIX}/AWSLogs/<AWS::AccountId>/*"]
+    for found in iter_policy_statements(template):  # and no role of the stack writes or deletes there
+        if found.where.startswith("AccessLogBucketPolicy") or found.statement["Effect"] != "Allow":
+            continue
+        resources = [str(render(r, template)) for r in _as_list(found.statement.get("Resource"))]
+        assert not any("AccessLogBucket" in r for r in resources), found.where
 
 
 def test_repository_scans_and_keeps_tags_immutable(template: dict[str, Any]) -> None:
@@ -803,9 +957,13 @@ case "$1 $2" in
       echo "$STUB_STACK_STATUS"
     else
       key="$(printf '%s' "$*" | sed -n "s/.*OutputKey=='\([A-Za-z]*\)'.*/\1/p")"
-      echo "stub-$key"
+      if [[ "$key" == LogRetentionDays ]]; then echo "${STUB_LOG_RETENTION_DAYS:-30}"; else echo "stub-$key"; fi
     fi ;;
   "cloudformation deploy"|"s3 cp") ;;
+  "logs describe-log-groups")
+    [[ -z "${STUB_LOGS_DENIED:-}" ]] || { echo "AccessDeniedException" >&2; exit 254; }
+    printf '%s\n' "${STUB_CRAWLER_GROUP:-None}" ;;
+  "logs create-log-group"|"logs put-retention-policy") ;;
   *) echo "unexpected aws call: $*" >&2; exit 99 ;;
 esac
 """
@@ -911,6 +1069,43 @@ def test_deploy_refuses_a_stack_that_failed_to_create(run_deploy: Callable[..., 
     run = run_deploy({**FIRST_DEPLOY, "STUB_STACK_STATUS": "ROLLBACK_COMPLETE"})
     assert run.result.returncode == 2 and "delete-stack" in run.result.stderr
     assert run.called("cloudformation", "deploy") == []
+
+
+def _crawler_log_calls(run: DeployRun) -> list[list[str]]:
+    return [call[1:2] + call[call.index("--log-group-name"):] for call in run.called("logs")
+            if call[1] != "describe-log-groups"]
+
+
+def test_deploy_gives_a_new_crawler_log_group_a_retention(run_deploy: Callable[..., DeployRun]) -> None:
+    run = run_deploy(FIRST_DEPLOY)  # the group does not exist yet: no crawler of this account ran in the region
+    assert run.result.returncode == 0, run.result.stderr
+    assert _crawler_log_calls(run) == [
+        ["create-log-group", "--log-group-name", CRAWLER_LOG_GROUP],
+        ["put-retention-policy", "--log-group-name", CRAWLER_LOG_GROUP, "--retention-in-days", "30"]]
+    assert "now expire after 30 days" in run.result.stdout
+
+
+def test_deploy_sets_the_retention_of_a_crawler_log_group_that_keeps_logs_forever(
+        run_deploy: Callable[..., DeployRun]) -> None:
+    run = run_deploy({"STUB_STACK_STATUS": "UPDATE_COMPLETE", "STUB_LOG_RETENTION_DAYS": "90",
+                      "STUB_CRAWLER_GROUP": f"{CRAWLER_LOG_GROUP}\tNone"})  # the stack's LogRetentionDays: 90
+    assert run.result.returncode == 0, run.result.stderr
+    assert _crawler_log_calls(run) == [
+        ["put-retention-policy", "--log-group-name", CRAWLER_LOG_GROUP, "--retention-in-days", "90"]]
+
+
+def test_deploy_keeps_a_retention_someone_chose_for_the_crawler_logs(run_deploy: Callable[..., DeployRun]) -> None:
+    run = run_deploy({"STUB_STACK_STATUS": "UPDATE_COMPLETE", "STUB_CRAWLER_GROUP": f"{CRAWLER_LOG_GROUP}\t365"})
+    assert run.result.returncode == 0, run.result.stderr
+    assert _crawler_log_calls(run) == []
+    assert "keep their retention of 365 days" in run.result.stdout
+
+
+def test_deploy_warns_when_it_cannot_set_the_crawler_log_retention(run_deploy: Callable[..., DeployRun]) -> None:
+    run = run_deploy({**FIRST_DEPLOY, "STUB_LOGS_DENIED": "1"})
+    assert run.result.returncode == 0, "the stack is deployed; the retention is a follow-up step"
+    assert f"aws logs put-retention-policy --log-group-name {CRAWLER_LOG_GROUP}" in run.result.stderr
+    assert _crawler_log_calls(run) == []
 
 
 @pytest.mark.parametrize("wheels", [

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
 from core.audit import FileAuditLog
@@ -129,9 +131,11 @@ def test_operator_reruns_a_crawler_after_confirming_and_it_is_audited(clean_envi
     at.button(key="crawl_crawler_status_count").click().run()
     assert "Start crawler `crawler_status_count` now?" in texts(at)
     at.button(key="crawler_confirm").click().run()
-    entry = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()[0]
-    assert (entry.action, entry.target, entry.outcome, entry.role) == (
-        "start_crawler", "crawler_status_count", "ok", "operator")
+    succeeded, requested = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()
+    assert (requested.action, requested.target, requested.outcome, requested.role) == (
+        "start_crawler", "crawler_status_count", "requested", "operator")
+    assert (succeeded.action, succeeded.target, succeeded.outcome) == (
+        "start_crawler", "crawler_status_count", "succeeded")
 
 
 def test_crawler_button_is_disabled_while_it_runs(clean_environ: Path) -> None:
@@ -141,6 +145,64 @@ def test_crawler_button_is_disabled_while_it_runs(clean_environ: Path) -> None:
     at = open_page("pages/pipeline_health.py")
     assert at.button(key="crawl_crawler_status_count").disabled
     assert not at.button(key="crawl_crawler_coverage_grid").disabled
+
+
+@pytest.fixture
+def exposed() -> Iterator[None]:
+    """Serve the console on every interface, as `--server.address 0.0.0.0` (the image) does."""
+    before = streamlit_config.get_option("server.address")
+    streamlit_config.set_option("server.address", "0.0.0.0")
+    yield
+    streamlit_config.set_option("server.address", before)
+
+
+def test_the_console_is_served_on_loopback_and_its_user_is_an_operator(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    assert streamlit_config.get_option("server.address") == "127.0.0.1"  # .streamlit/config.toml
+    assert at.session_state["user"].role == "operator"
+    assert at.button(key="crawl_crawler_status_count")
+
+
+def test_an_exposed_console_without_a_login_has_only_viewers(clean_environ: Path, exposed: None) -> None:
+    seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    assert not at.exception
+    assert at.session_state["user"].role == "viewer"
+    labels = [b.label for b in at.button]
+    assert not any(label.startswith(("Re-run", "Start", "Stop")) for label in labels), labels
+    at.session_state["pending_action"] = ("stop_job", "etl_streaming_mobile_logs")  # a forged request
+    at.run()
+    assert any("Refused" in e.value for e in at.error)
+    [entry] = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()
+    assert (entry.action, entry.outcome, entry.role) == ("stop_job", "refused", "viewer")
+    with pytest.raises(Exception):  # noqa: B017 - not registered for viewers: AppTest cannot switch to it
+        open_page("pages/demo_replay.py")
+
+
+def test_an_action_is_refused_with_a_message_when_the_audit_log_cannot_be_written(clean_environ: Path) -> None:
+    seed(clean_environ)
+    (clean_environ / "audit" / "audit.jsonl").mkdir(parents=True)  # every write fails
+    at = open_page("pages/pipeline_health.py")
+    at.button(key="crawl_crawler_status_count").click().run()
+    at.button(key="crawler_confirm").click().run()
+    assert not at.exception
+    refusal = next(e.value for e in at.error if "Refused" in e.value)
+    assert "the audit log cannot be written, so start crawler crawler_status_count did not run" in refusal
+    assert not (clean_environ / "catalog" / "crawlers" / "crawler_status_count.lock").exists()
+
+
+def test_the_audit_log_page_skips_and_counts_torn_lines(clean_environ: Path) -> None:
+    seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    at.button(key="crawl_crawler_status_count").click().run()
+    at.button(key="crawler_confirm").click().run()
+    with (clean_environ / "audit" / "audit.jsonl").open("ab") as handle:
+        handle.write(b'{"time": "2026-03-01T10:00:00+00:00", "us')  # a crash mid-write
+    at = open_page("pages/audit_log.py")
+    assert not at.exception
+    assert "1 unreadable audit entry was skipped" in texts(at)
+    assert table_with(at, "outcome")["outcome"].tolist() == ["succeeded", "requested"]
 
 
 def test_uploaded_csv_with_broken_lines_shows_their_line_numbers(clean_environ: Path) -> None:
@@ -156,6 +218,14 @@ def test_uploaded_csv_with_broken_lines_shows_their_line_numbers(clean_environ: 
     assert rejections["line"].tolist() == [3, 5]
     assert "expected 14 fields, found 15" in rejections["reason"].iloc[0]
     assert {m.label: m.value for m in at.metric}["Will be sent"] == "2"
+    # Who put which file on the console's disk: audited once, with its size and rows.
+    at.run()
+    user = at.session_state["user"].name
+    entries = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()
+    assert [(e.user, e.action, e.target, e.outcome, e.reason) for e in reversed(entries)] == [
+        (user, "upload_csv", "messy.csv", "requested", f"{len(data.encode())} bytes"),
+        (user, "upload_csv", "messy.csv", "succeeded", f"{len(data.encode())} bytes, 4 rows"),
+    ]
 
 
 def test_kiosk_hides_navigation_and_shows_tiles(clean_environ: Path) -> None:
@@ -226,3 +296,74 @@ def test_no_reset_is_offered_when_the_job_did_not_refuse(clean_environ: Path) ->
     seed(clean_environ)
     at = open_page("pages/pipeline_health.py")
     assert "reset_checkpoint" not in [b.key for b in at.button]
+
+
+def test_a_custom_range_longer_than_31_days_is_clipped_with_a_notice(clean_environ: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    seed(clean_environ)
+    asked: list[tuple[str, object]] = []
+    original = LocalLake.query
+
+    def recording(self: LocalLake, name: str, params: object = None):  # type: ignore[no-untyped-def]
+        asked.append((name, params))
+        return original(self, name, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalLake, "query", recording)
+    at = open_page("pages/live_aggregations.py")
+    at.segmented_control(key="range").set_value("Custom").run()
+    today = datetime.now(UTC).date()
+    at.date_input(key="custom_from_day").set_value(today - timedelta(days=90)).run()
+    assert not at.exception
+
+    assert "A range is limited to 31 days: this one spans 91 days" in texts(at)
+    spans = [p["until"] - p["since"] for _, p in asked if isinstance(p, dict) and p.get("since")]  # type: ignore[operator]
+    assert spans and max(spans) <= timedelta(days=31)
+    # The latest 31 days, up to now: the seeded windows (minutes to hours ago) are all counted.
+    assert table_with(at, "records")["records"].sum() == 14
+
+
+def test_csv_downloads_neutralise_formulas_and_keep_negative_numbers(clean_environ: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    from tests.lake_fixtures import SIGNAL, signal_rows, write_rows
+
+    seed(clean_environ)
+    window = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=3)
+    write_rows(clean_environ / "lake", SIGNAL, 9, signal_rows(window, "=HYPERLINK(\"http://evil\")", -80.0, 1))
+    downloads: dict[str, str] = {}
+    original = DeltaGenerator.download_button
+
+    def capture(self: DeltaGenerator, label: str, data: object, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        downloads[str(kwargs.get("file_name"))] = str(data)
+        return original(self, label, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
+    at = open_page("pages/live_aggregations.py")
+    assert not at.exception
+
+    rows = downloads["signal_by_operator.csv"].splitlines()
+    evil = next(row for row in rows if "HYPERLINK" in row)
+    assert evil.startswith("\"'=HYPERLINK(")  # a leading quote: text to the spreadsheet, not a formula
+    assert ",-80.0," in evil  # the number stays a number
+    assert not any(row.startswith(("=", "\"=")) for csv_text in downloads.values() for row in csv_text.splitlines())
+
+
+def test_an_uploaded_csv_with_an_unterminated_quote_loses_only_that_line(clean_environ: Path) -> None:
+    header = "hour,lat,long,signal,network,operator,status,description,speed,satellites,precission,provider," \
+             "activity,postal_code"
+    good = "10:00:00,40.4,-3.7,17,Movistar,Movistar,0,STATE_IN_SERVICE,0,4.0,5.0,gps,STILL,28013.0"
+    lines = [header, *[good] * 100]
+    lines[5] = good.replace(",Movistar,0,", ',"Movistar,0,')  # line 6 opens a quote it never closes
+    at = open_page("pages/demo_replay.py")
+    at.radio(key="source").set_value("Upload a CSV").run()
+    at.file_uploader(key="upload").upload("quote.csv", ("\n".join(lines) + "\n").encode(), "text/csv").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Rows"], metrics["Will be sent"], metrics["Rejected"]) == ("100", "99", "1")
+    rejection = table_with(at, "reason").iloc[0]
+    assert rejection["line"] == 6 and rejection["reason"].startswith("unterminated quote")

@@ -13,9 +13,13 @@ has not been crawled yet. awswrangler is imported on the first query, so the con
 - Parameters: the named query's `?` placeholders go to Athena unchanged, the values as Athena
   ExecutionParameters. awswrangler's qmark paramstyle passes them through untouched, and Athena reads
   each one as a SQL literal, so `athena_literal` quotes every value here, exactly once.
-- Reuse: Athena's server-side result reuse (ResultReuseConfiguration), at most `cache_seconds` old, in
-  whole minutes (Athena's unit): under a minute, reuse is off. awswrangler's client-side cache is not
-  used: it matches the SQL text alone, so with `?` parameters it would return another range's answer.
+- Reuse: Athena's server-side result reuse (ResultReuseConfiguration), at most `cache_seconds` old in
+  whole minutes (Athena's unit), and at least one minute whatever the refresh interval: a query run
+  again with the same parameters (a fixed range refreshed, or the same rounded range from another
+  console task) is served from the last result instead of scanning again. A reused result's as-of
+  time says how old it may be. Only `cache_seconds <= 0` turns reuse off. awswrangler's client-side
+  cache is not used: it matches the SQL text alone, so with `?` parameters it would return another
+  range's answer.
 - Timeout: awswrangler waits without a deadline, so the query is started with awswrangler, polled here
   until `timeout_seconds`, and stopped in Athena when the deadline passes (it stops scanning, and
   billing); its results are read with awswrangler once it succeeded.
@@ -40,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import queries
 from core.backends.aws.clients import new_client
-from core.backends.aws.errors import aws_errors, translate
+from core.backends.aws.errors import aws_errors, redact, translate
 from core.backends.base import QueryResult, TableFreshness
 from core.errors import (
     BackendError,
@@ -57,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 MAX_POLL_SECONDS = 1.0
+MAX_REUSE_MINUTES = 7 * 24 * 60  # the longest MaxAgeInMinutes Athena accepts
 CRAWL_STEP = "run the crawlers once data has arrived: python -m core.cli crawl"
 _MISSING_TABLE = re.compile(r"table\s+'?([\w.\"`]+?)'?\s+does not exist", re.IGNORECASE)
 _COMMIT_FILE = re.compile(r"(\d{20})\.json")  # a Delta commit: 20-digit zero-padded version
@@ -112,9 +117,12 @@ class AthenaLake:
         self.prefix = prefix.strip("/")
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
-        minutes = int(cache_seconds // 60)
+        # At least a minute: with a shorter refresh, reuse off would let every refresh of an unchanged
+        # range scan again (Athena's unit is whole minutes).
+        minutes = min(max(1, int(cache_seconds // 60)), MAX_REUSE_MINUTES)
         self.reuse: dict[str, Any] | None = (
-            {"ResultReuseByAgeConfiguration": {"Enabled": True, "MaxAgeInMinutes": minutes}} if minutes >= 1 else None
+            {"ResultReuseByAgeConfiguration": {"Enabled": True, "MaxAgeInMinutes": minutes}} if cache_seconds > 0
+            else None
         )
         self._clients: dict[str, Any] = {"s3": s3, "glue": glue, "athena": athena}
         self._lock = threading.Lock()
@@ -348,7 +356,9 @@ def _failure(name: str, state: str, execution: dict[str, Any], tables: tuple[str
              workgroup: str) -> SignalStreamError:
     """Return the project's error for a query Athena failed or cancelled, with the next step."""
     status = execution.get("Status") or {}
-    reason = str(status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "")
+    # Athena's reason can carry the role's ARN and the account id: they never reach a viewer.
+    reason = redact(str(status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage")
+                        or ""))
     lowered = reason.lower()
     if "bytes scanned limit" in lowered or ("scanned" in lowered and "limit" in lowered):
         return QueryError(f"query {name} was stopped: it would scan more data than workgroup {workgroup} allows",

@@ -4,30 +4,31 @@ Same API and entries as core.audit.FileAuditLog. Keys sort by time:
 
     <prefix>/_audit/dt=YYYY-MM-DD/<YYYY-MM-DDTHH:MM:SS.ffffffZ>-<uuid>.json
 
-and each write is conditional (If-None-Match: *), so S3 itself refuses to replace an entry.
+and each write is conditional (If-None-Match: *), so S3 itself refuses to replace an entry. An object
+that is not a valid entry (written by something else under the prefix) is skipped and counted.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from core.audit import AuditEntry
+from core.audit import AuditEntries, AuditEntry, entry_from_json, entry_to_json
 from core.backends.aws.clients import CLIENT_CONFIG, new_client
 from core.backends.aws.errors import aws_errors
-from core.errors import BackendError
 
 AUDIT_PREFIX = "_audit"
 # recent() reads up to READERS objects at once: room for them in the connection pool.
 POOLED_CONFIG = CLIENT_CONFIG.merge(Config(max_pool_connections=16))
 READERS = 8  # objects read at once by recent()
+
+log = logging.getLogger(__name__)
 
 
 class S3AuditLog:
@@ -53,15 +54,15 @@ class S3AuditLog:
         # Fixed-width UTC time first, so key order is time order.
         key = (f"{self.root}dt={moment:%Y-%m-%d}/"
                f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z-{uuid.uuid4().hex}.json")
-        body = json.dumps({**asdict(entry), "time": moment.isoformat()}).encode("utf-8")
+        body = entry_to_json(entry).encode("utf-8")
         with aws_errors(f"write the audit log to s3://{self.bucket}/{self.root}"):
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
                                IfNoneMatch="*")
 
-    def recent(self, limit: int = 200) -> list[AuditEntry]:
-        """Return the newest entries first, at most `limit`."""
+    def recent(self, limit: int = 200) -> AuditEntries:
+        """Return the newest entries first, at most `limit`; unreadable objects are skipped and counted."""
         if limit <= 0:
-            return []
+            return AuditEntries()
         keys: list[str] = []
         for day in self._days_newest_first():
             keys.extend(sorted(self._keys(day), reverse=True))
@@ -69,9 +70,11 @@ class S3AuditLog:
                 break
         keys = keys[:limit]
         if not keys:
-            return []
+            return AuditEntries()
         with ThreadPoolExecutor(max_workers=min(READERS, len(keys))) as pool:
-            return list(pool.map(self._read, keys))
+            read = list(pool.map(self._read, keys))
+        entries = [e for e in read if e is not None]
+        return AuditEntries(entries, skipped=len(read) - len(entries))
 
     def _days_newest_first(self) -> list[str]:
         days: list[str] = []
@@ -88,14 +91,12 @@ class S3AuditLog:
             return [item["Key"] for page in pages for item in page.get("Contents") or []
                     if item["Key"].endswith(".json")]
 
-    def _read(self, key: str) -> AuditEntry:
+    def _read(self, key: str) -> AuditEntry | None:
         with aws_errors(f"read the audit entry s3://{self.bucket}/{key}"):
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         try:
-            data = json.loads(body)
-            data["time"] = datetime.fromisoformat(data["time"])
-            return AuditEntry(**data)
-        except (ValueError, KeyError, TypeError) as error:
-            raise BackendError(f"the audit entry s3://{self.bucket}/{key} is not readable ({error})",
-                               next_step="audit entries are written only by the console; check who else "
-                               "writes under this prefix") from error
+            return entry_from_json(body)
+        except (ValueError, TypeError) as error:
+            # Only the console writes here: say where, so whoever else writes under the prefix can be found.
+            log.warning("skipped the unreadable audit entry s3://%s/%s (%s)", self.bucket, key, error)
+            return None

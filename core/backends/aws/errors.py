@@ -1,10 +1,13 @@
 """Translating AWS errors into the project's errors, each with the next step for the user.
 
 The only place that knows botocore's exceptions; every AWS adapter wraps its calls in `aws_errors`.
+The messages reach every viewer of the console: `redact` takes ARNs (an AccessDenied names the role
+and the resource) and 12-digit account ids out of them, and leaves the rest of the message.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -34,10 +37,28 @@ THROTTLED = {"Throttling", "ThrottlingException", "ThrottledException", "TooMany
 NOT_FOUND = {"ResourceNotFoundException", "EntityNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound",
              "404", "InvalidRequestException"}
 CONFLICT = {"CrawlerRunningException", "ConcurrentRunsExceededException", "ResourceInUseException"}
+ARN_PLACEHOLDER = "<arn>"
+ACCOUNT_PLACEHOLDER = "<account>"
+# arn:partition:service:region:account:resource, up to a space or a quote or bracket, without the
+# punctuation that ends a sentence around it.
+_ARN = re.compile(r"\barn:aws[a-z-]*:[^\s\"'`<>()\[\]{}]*[^\s\"'`<>()\[\]{}.,;:!?]")
+_ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
+
+
+def redact(text: str) -> str:
+    """Return `text` with every ARN and every 12-digit account id replaced by a placeholder."""
+    return _ACCOUNT_ID.sub(ACCOUNT_PLACEHOLDER, _ARN.sub(ARN_PLACEHOLDER, text))
 
 
 def translate(error: Exception, action: str) -> SignalStreamError:
-    """Return the project's error for an AWS error raised while doing `action`."""
+    """Return the project's error for an AWS error raised while doing `action`, its message redacted."""
+    translated = _translate(error, action)
+    translated.message = redact(translated.message)
+    translated.args = (translated.message,)
+    return translated
+
+
+def _translate(error: Exception, action: str) -> SignalStreamError:
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
         return PermissionDeniedError(f"{action}: no AWS credentials found",
                                      next_step="run with a task role, or set AWS_PROFILE / AWS credentials")

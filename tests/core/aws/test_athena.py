@@ -161,16 +161,35 @@ def test_query_sends_the_named_sql_with_quoted_parameters_and_returns_the_result
     assert result.duration_ms > 0
 
 
-def test_reuse_is_off_when_the_cache_is_shorter_than_a_minute(aws: boto3.Session) -> None:
-    sent: dict[str, Any] = {}
-    on_event(aws, "before-parameter-build.athena.StartQueryExecution", lambda params, **_: sent.update(params))
+def test_reuse_lasts_at_least_a_minute_when_the_refresh_is_shorter(aws: boto3.Session) -> None:
+    # Refreshing every 20 s, a fixed range asked again (the next refresh, another console task) must not
+    # scan again: Athena reuses results for whole minutes, so one minute at least.
+    sent: list[dict[str, Any]] = []
+    on_event(aws, "before-parameter-build.athena.StartQueryExecution", lambda params, **_: sent.append(dict(params)))
     queue_result(SIGNAL_COLUMNS, [])
+    queue_result(SIGNAL_COLUMNS, [])
+    lake = make_lake(aws, cache_seconds=20)
+    bounds = {"since": "2026-11-28T10:00", "until": "2026-11-28T11:00"}
 
-    result = make_lake(aws, cache_seconds=20).query("signal_by_operator")
+    first = lake.query("signal_by_operator", bounds)
+    lake.query("signal_by_operator", bounds)
 
-    assert "ResultReuseConfiguration" not in sent
-    assert result.frame.empty and list(result.frame.columns) == [name for name, _ in SIGNAL_COLUMNS]
-    assert result.as_of is None  # no commits yet
+    assert [p["ResultReuseConfiguration"] for p in sent] == [
+        {"ResultReuseByAgeConfiguration": {"Enabled": True, "MaxAgeInMinutes": 1}}] * 2
+    # The same SQL and the same parameters: what Athena needs to serve the second from the first.
+    assert sent[0]["QueryString"] == sent[1]["QueryString"]
+    assert sent[0]["ExecutionParameters"] == sent[1]["ExecutionParameters"]
+    assert first.frame.empty and list(first.frame.columns) == [name for name, _ in SIGNAL_COLUMNS]
+    assert first.as_of is None  # no commits yet
+
+
+@pytest.mark.parametrize(("cache_seconds", "minutes"),
+                         [(1, 1), (59, 1), (60, 1), (150, 2), (30 * 86400, 10080), (0, None)])
+def test_reuse_age_is_whole_minutes_between_one_and_athenas_limit(aws: boto3.Session, cache_seconds: float,
+                                                                   minutes: int | None) -> None:
+    lake = make_lake(aws, cache_seconds=cache_seconds)
+    age = lake.reuse["ResultReuseByAgeConfiguration"]["MaxAgeInMinutes"] if lake.reuse else None
+    assert age == minutes
 
 
 def test_a_reused_result_is_only_as_fresh_as_its_oldest_possible_run(aws: boto3.Session) -> None:
@@ -229,6 +248,22 @@ def test_a_failed_query_becomes_the_projects_error_with_a_next_step(
 
     assert type(caught.value) is error
     assert message in str(caught.value)
+
+
+def test_a_failed_query_never_shows_the_role_arn_or_the_account_id(aws: boto3.Session) -> None:
+    reason = ("Access denied: User: arn:aws:sts::123456789012:assumed-role/signal-console/task is not authorized "
+              "to perform glue:GetTable")
+
+    def failed(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["QueryExecution"]["Status"].update(State="FAILED", StateChangeReason=reason)
+
+    on_event(aws, "after-call.athena.GetQueryExecution", failed)
+
+    with pytest.raises(PermissionDeniedError) as caught:
+        make_lake(aws).query("signal_by_operator")
+
+    assert "123456789012" not in str(caught.value) and "arn:aws" not in str(caught.value)
+    assert "not authorized to perform glue:GetTable" in str(caught.value)
 
 
 def test_access_denied_reading_the_delta_log_is_a_permission_error(aws: boto3.Session) -> None:

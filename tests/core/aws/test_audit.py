@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from core.audit import AuditEntry
+from core.audit import AuditEntry, Outcome
 from core.backends.aws.audit import S3AuditLog
 from core.errors import NotFoundError
 from tests.core.aws.conftest import REGION
@@ -22,13 +22,13 @@ def log(session: boto3.Session) -> S3AuditLog:
     return S3AuditLog(session, BUCKET, "lake/")
 
 
-def entry(time: datetime, action: str, outcome: str = "ok", reason: str = "") -> AuditEntry:
+def entry(time: datetime, action: str, outcome: Outcome = "succeeded", reason: str = "") -> AuditEntry:
     return AuditEntry(time=time, user="ana@example.com", role="operator", action=action,
-                      target="crawler_status_count", outcome=outcome, reason=reason)  # type: ignore[arg-type]
+                      target="crawler_status_count", outcome=outcome, reason=reason)
 
 
 def test_recent_returns_the_newest_entries_first_with_every_field(log: S3AuditLog, session: boto3.Session) -> None:
-    first = entry(T0 - timedelta(hours=1), "crawler.start")
+    first = entry(T0 - timedelta(hours=1), "crawler.start", outcome="requested")
     second = entry(T0, "job.stop", outcome="refused", reason="viewer role: \"read only\"")
     # Past midnight: the newest entry is in the next day's folder, and has no microseconds.
     third = entry(T0 + timedelta(seconds=1), "job.start", outcome="failed", reason="ConcurrentRunsExceeded")
@@ -57,3 +57,29 @@ def test_an_empty_log_has_no_entries(log: S3AuditLog) -> None:
 def test_a_missing_bucket_is_not_found(session: boto3.Session) -> None:
     with pytest.raises(NotFoundError, match="bucket does not exist"):
         S3AuditLog(session, "no-such-bucket", "lake").append(entry(T0, "job.stop"))
+
+
+def test_objects_that_are_not_entries_are_skipped_and_counted(log: S3AuditLog, session: boto3.Session) -> None:
+    log.append(entry(T0, "job.stop"))
+    s3 = session.client("s3")
+    day = "lake/_audit/dt=2026-11-28/"
+    s3.put_object(Bucket=BUCKET, Key=f"{day}2026-11-28T23:59:58.000000Z-torn.json", Body=b'{"time": "2026-11')
+    s3.put_object(Bucket=BUCKET, Key=f"{day}2026-11-28T23:59:57.000000Z-list.json", Body=b"[1, 2]")
+    unknown_outcome = ('{"time": "2026-11-28T23:59:56+00:00", "user": "x", "role": "operator", "action": "job.stop", '
+                       '"target": "t", "outcome": "maybe"}')
+    s3.put_object(Bucket=BUCKET, Key=f"{day}2026-11-28T23:59:56.000000Z-outcome.json", Body=unknown_outcome.encode())
+
+    entries = log.recent()
+
+    assert entries == [entry(T0, "job.stop")]
+    assert entries.skipped == 3
+
+
+def test_entries_written_before_the_request_outcome_split_read_as_succeeded(log: S3AuditLog,
+                                                                           session: boto3.Session) -> None:
+    legacy = ('{"time": "2026-11-28T23:59:59+00:00", "user": "ana@example.com", "role": "operator", '
+              '"action": "job.stop", "target": "crawler_status_count", "outcome": "ok", "reason": ""}')
+    session.client("s3").put_object(Bucket=BUCKET, Body=legacy.encode(),
+                                    Key="lake/_audit/dt=2026-11-28/2026-11-28T23:59:59.000000Z-legacy.json")
+
+    assert log.recent() == [entry(T0, "job.stop", outcome="succeeded")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from core.backends.aws.errors import aws_errors, translate
+from core.backends.aws.errors import aws_errors, redact, translate
 from core.errors import (
     BackendError,
     ConfigError,
@@ -76,3 +76,43 @@ def test_aws_errors_raises_the_translation_from_the_original() -> None:
 def test_aws_errors_leaves_other_exceptions_alone() -> None:
     with pytest.raises(KeyError), aws_errors(ACTION):
         raise KeyError("not an AWS error")
+
+
+ROLE_ARN = "arn:aws:sts::123456789012:assumed-role/SignalStreamConsole/ecs-task-1f2e"
+DENIED = (f"User: {ROLE_ARN} is not authorized to perform: glue:StartCrawler on resource: "
+          "arn:aws:glue:eu-west-1:123456789012:crawler/crawler_signal_strength_by_operator because no "
+          "identity-based policy allows the glue:StartCrawler action")
+
+
+def test_access_denied_reaches_the_console_without_arns_or_the_account_id() -> None:
+    translated = translate(client_error("AccessDeniedException", DENIED), ACTION)
+
+    assert type(translated) is PermissionDeniedError
+    for secret in ("arn:", "123456789012", "SignalStreamConsole", "assumed-role"):
+        assert secret not in str(translated)
+        assert secret not in translated.args[0]
+    # The useful part stays: who may not do what, and why.
+    assert translated.message == (
+        f"{ACTION}: access denied (User: <arn> is not authorized to perform: glue:StartCrawler on resource: <arn> "
+        "because no identity-based policy allows the glue:StartCrawler action)")
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("on resource: arn:aws:s3:::signal-lake/lake/x.parquet.", "on resource: <arn>."),
+    ("(arn:aws-us-gov:iam::123456789012:role/a+b=c,d@e)", "(<arn>)"),
+    ('"arn:aws-cn:kinesis:cn-north-1:210987654321:stream/mobile_coverage_logs", next', '"<arn>", next'),
+    ("account 123456789012 owns it", "account <account> owns it"),
+    ("version 00000000000000000012 of 1234567890123 bytes, 12345678901", "version 00000000000000000012 of "
+     "1234567890123 bytes, 12345678901"),
+    ("s3:GetObject on s3://signal-lake/lake", "s3:GetObject on s3://signal-lake/lake"),
+])
+def test_redact_replaces_arns_and_account_ids_only(text: str, redacted: str) -> None:
+    assert redact(text) == redacted
+
+
+def test_every_kind_of_translated_message_is_redacted() -> None:
+    for error in (client_error("ThrottlingException", DENIED), client_error("CrawlerRunningException", DENIED),
+                  client_error("ResourceNotFoundException", DENIED), client_error("SomethingNew", DENIED),
+                  ValueError(DENIED)):
+        message = str(translate(error, ACTION))
+        assert "arn:" not in message and "123456789012" not in message, message

@@ -39,14 +39,21 @@ COVERAGE_WINDOW_SECONDS = 15 * 60
 # SIGNAL_ATHENA_TIMEOUT_SECONDS), then VACUUM deletes them.
 DEFAULT_RETENTION_SECONDS = 3600
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+LOG_RETENTION_PROPERTY = "delta.logRetentionDuration"
 
 
 def table_properties(retention_seconds: int = DEFAULT_RETENTION_SECONDS) -> dict[str, str]:
-    """Return the Delta properties every table gets: how long replaced files stay readable, a day of
-    log (delta-rs drops older entries when it writes a checkpoint), a checkpoint every 100 commits."""
+    """Return the Delta properties every table gets: how long replaced files stay readable, a checkpoint
+    every 100 commits, and ten minutes of log.
+
+    Every commit and every reader's refresh lists `_delta_log/`, so the log's length is paid on each: with a
+    day of log, an append at the 2 s trigger cost 18 ms at version 400 and 181 ms at version 2,000; with
+    the log trimmed at each checkpoint it stayed at 18-26 ms (delta-rs 1.6.6, 2,000 appends). Nothing here
+    reads old versions: readers take the newest snapshot, and replaced data files stay for the retention.
+    """
     return {
         RETENTION_PROPERTY: f"interval {retention_seconds} seconds",
-        "delta.logRetentionDuration": "interval 1 days",
+        LOG_RETENTION_PROPERTY: "interval 10 minutes",
         "delta.checkpointInterval": "100",
     }
 

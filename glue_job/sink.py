@@ -22,6 +22,7 @@ from core.delta_lake import open_table, storage_options
 from core.lake_layout import (
     AGGREGATION_TABLES,
     DEFAULT_RETENTION_SECONDS,
+    LOG_RETENTION_PROPERTY,
     PARTITION_KEYS,
     QUARANTINE,
     RETENTION_PROPERTY,
@@ -65,12 +66,14 @@ class LakeTables:
 
     def create_all(self) -> None:
         """Create every table that does not exist yet, so readers and crawlers find all of them, and give
-        existing ones this run's retention."""
+        existing ones this run's retentions."""
         for spec in TABLES:
             table = self.table(spec)
-            wanted = self.properties[RETENTION_PROPERTY]
-            if table.metadata().configuration.get(RETENTION_PROPERTY) != wanted:
-                table.alter.set_table_properties({RETENTION_PROPERTY: wanted})
+            configured = table.metadata().configuration
+            changed = {key: self.properties[key] for key in (RETENTION_PROPERTY, LOG_RETENTION_PROPERTY)
+                       if configured.get(key) != self.properties[key]}
+            if changed:  # tables created by an earlier release, or with another SIGNAL_RETENTION_SECONDS
+                table.alter.set_table_properties(changed)
 
     def committed_batch(self, spec: TableSpec, app_id: str) -> int | None:
         """Return the newest batch id this app committed to the table, or None."""

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from core import queries
 from core.backends.base import QueryResult, TableFreshness
@@ -85,13 +86,17 @@ class LocalLake:
         call), or None when it does not exist yet."""
         with self._table_locks[spec.name]:
             table = self._tables.get(spec.name)
-            if table is None:
-                table = open_table(str(self.lake_root), spec)
-                if table is None:
-                    return None
+            if table is not None:
+                try:
+                    table.update_incremental()
+                    return table
+                except DeltaError:
+                    # Idle past the log's retention: the commits after its version are gone. The newest
+                    # checkpoint has everything, so the table is opened anew.
+                    self._tables.pop(spec.name, None)
+            table = open_table(str(self.lake_root), spec)
+            if table is not None:
                 self._tables[spec.name] = table
-            else:
-                table.update_incremental()
             return table
 
     def _files(self, spec: TableSpec, dt_from: str, dt_to: str) -> list[str]:

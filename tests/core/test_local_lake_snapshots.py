@@ -1,0 +1,34 @@
+"""The local reader keeps each table open and brings it up to date; a reader idle past the log's
+retention (its commits cleaned up behind a checkpoint) still reads the newest snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from core.backends.local import build_local_backend
+from core.config import Settings
+from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR
+from tests.lake_fixtures import signal_rows, write_rows
+
+T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+
+def test_a_reader_idle_past_the_log_retention_reads_the_newest_snapshot(clean_environ: Path) -> None:
+    lake = clean_environ / "lake"
+    write_rows(lake, SIGNAL_STRENGTH_BY_OPERATOR, 0, signal_rows(T0, "Movistar", 10.0, 1))
+    backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    params = {"since": "2026-03-01T00:00", "until": "2026-03-02T00:00"}
+    assert backend.lake.query("signal_by_operator", params).frame["samples"].tolist() == [1]
+
+    table = DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix))
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+    for batch in range(1, 205):  # two checkpoints; every commit before the last one is cleaned up
+        write_rows(lake, SIGNAL_STRENGTH_BY_OPERATOR, batch, signal_rows(T0, "Movistar", 10.0, 1))
+    log = lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix / "_delta_log"
+    assert not (log / f"{1:020d}.json").exists()
+
+    assert backend.lake.query("signal_by_operator", params).frame["samples"].tolist() == [205]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # same on every machine and every day. Edit requirements*.txt, then `make lock`.
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
-.PHONY: install run stop test test-fast check clean package-job deploy bench lock upgrade-check
+.PHONY: install run stop test test-fast check clean package-job deploy bench soak lock upgrade-check
 
 # A new lock rebuilds the venv from nothing, so `pip freeze` is the lock, package for package.
 $(STAMP): requirements-dev.lock requirements.lock
@@ -50,11 +50,15 @@ clean:  ## forget local data (stream, lake, catalog, checkpoints)
 package-job: install  ## the Glue job's script and modules: dist/job.py, dist/signal_stream_job.zip (--extra-py-files)
 	$(PY) -m glue_job.package --out dist
 
-bench: install  ## every benchmark, one after the other; each appends a dated section to bench/RESULTS.md
+bench: install  ## every benchmark, one after the other; each appends its run to bench/history.jsonl and rewrites bench/RESULTS.md
 	$(PY) -m bench.replay
 	$(PY) -m bench.job
 	$(PY) -m bench.freshness
+	$(PY) -m bench.commit
 	$(PY) -m bench.console
+
+soak: install  ## the live pipeline + 25 browser sessions (live page, wall display) for 10 min; records the figures
+	$(PY) -m bench.soak
 
 deploy: install  ## package the job, deploy the CloudFormation stack, upload the job (see infra/README.md)
 	bash infra/deploy.sh

@@ -1,1 +1,1 @@
-"""Benchmarks with recorded results (bench/RESULTS.md); not timed tests."""
+"""Benchmarks with recorded results (bench/history.jsonl, summarised in bench/RESULTS.md); not timed tests."""

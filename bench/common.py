@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: machine facts, run statistics, RSS sampling, RESULTS.md sections."""
+"""Shared helpers for the benchmarks: machine facts, run statistics, RSS sampling, recording a run."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Self
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def machine() -> dict[str, Any]:
@@ -181,30 +178,19 @@ class ThreadCpu(_Sampler):
 
 
 def record(name: str, figures: dict[str, Any], *, notes: Iterable[str] = (), command: str | None = None) -> None:
-    """Print the figures as JSON and append a dated section to bench/RESULTS.md."""
+    """Print the run as JSON, append it to bench/history.jsonl and regenerate bench/RESULTS.md from the history."""
+    from bench import summary
+
     command = command or "python -m bench." + name + " " + " ".join(sys.argv[1:])
     document: dict[str, Any] = {
-        "benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
+        "benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"), "command": command.strip(),
         "machine": machine(), "figures": figures, "notes": list(notes),
     }
+    document["targets"] = summary.target_rows(name, figures)
     print(json.dumps(document, indent=1, default=str))
-    lines = [
-        f"## {name}: {document['when']}",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {document['machine']['cores']} cores, {document['machine']['memory_gib']} GiB, "
-        f"{document['machine']['cpu']}, Python {document['machine']['python']}",
-        "",
-        "```json",
-        json.dumps(figures, indent=1, default=str),
-        "```",
-        "",
-    ]
-    lines += [f"- {note}" for note in document["notes"]]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench` (each script adds a dated section).\n\n")
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n\n")
+    with summary.HISTORY.open("a", encoding="utf-8") as history:
+        history.write(json.dumps(document, default=str) + "\n")
+    summary.write_results()
 
 
 def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:

@@ -1,28 +1,28 @@
-"""Console benchmarks on a day of lake data: page render times, named-query latency, backend queries
-per refresh, server memory under real browser sessions, and the size of what the image installs.
+"""Console benchmarks on a day of lake data: named-query latency, live files per closed day, page render
+times, lake queries per refresh, server memory under real browser sessions, and the size of what the
+image installs.
 
-    .venv/bin/python -m bench.console [--hours 24] [--runs 3] [--no-record]
+    .venv/bin/python -m bench.console [--hours 24] [--runs 3] [--workers N] [--no-record]
 
 Steps, in order (each reports into one `record("console", ...)` call):
-1. a fresh SIGNAL_HOME with `--hours` of micro-batch files at 1k records/s (bench/lake_data.py), as
-   the job writes them (one batch file per table, partition and batch), crawled; with `--before`,
-   every named query is timed on it as written;
-2. the compaction the local job runs after its last batch (glue_job.compaction.Compactor: closed
-   partitions and open ones with enough batch files, batches up to the last committed one, rows
-   with equal keys summed, coverage_grid rollups and day pieces), timed, files before and after;
-3. every named query on DuckDB over 24 h and 1 h, `--runs` times; coverage_cells also as the
-   minute-level (portable) query on the same files, interleaved with the local one that reads the
-   rollups; two are profiled (DuckDB's own profiler: files scanned, bind time; cProfile: where the
-   Python side spends its time);
+1. a fresh SIGNAL_HOME with `--hours` of lake at 1k records/s and the 20 s trigger, committed through
+   the job's own sink and maintenance (bench/lake_data.py: glue_job.sink.commit_batch per batch,
+   LakeMaintenance.maybe_run after each on a simulated clock), crawled;
+2. the live data files of each table per closed day (core.delta_lake.partition_files of each table's
+   snapshot, grouped by dt, for the days before the newest one);
+3. every named query (core.queries.QUERIES) over the last 24 h and the last 1 h, `--runs` times,
+   median, through the local backend's Lake (LocalLake.query); the slowest one profiled with cProfile;
 4. each page's server-side render with AppTest, cold (st.cache_data cleared) and warm;
-5. LocalLake.query calls when `--sessions` sessions open the live page, cache shared vs cleared;
-6. peak RSS of `streamlit run Home.py` while Chromium holds `--tabs` tabs (live page and wall
+5. the lake queries `--sessions` sessions opening the live page cost, cache shared vs cleared;
+6. peak memory of `streamlit run Home.py` while Chromium holds `--tabs` tabs (live page and wall
    display) for `--hold-seconds`;
-7. the rewrite cost of open-partition merges: one hour of the generated batch files replayed into
-   a scratch lake with the job's cadence, for several thresholds (OPEN_PARTITION_BATCHES); and,
-   changing the lake, the queries with the open hour merged down to its last committed batch and
-   with the most batch files the threshold leaves in it;
-8. installed size of requirements.txt's dependency closure vs the dev set.
+7. installed size of requirements.txt's dependency closure vs the dev set.
+
+Everything is measured through public seams. The console builds its backend itself (ui.context,
+st.cache_resource), so lake calls inside AppTest sessions are counted from outside, from what the live
+page shows: each panel's footer carries its query's id, parameters and duration, so distinct query ids
+are the lake queries made for the panels. The 24 h queries behind the filter lists and the freshness
+scans show no id and are not counted.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ import sysconfig
 import tempfile
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -53,15 +52,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PeakRss, record, stats
-from bench.lake_data import Written, generate
+from bench.lake_data import Load, Written, extend, generate, summary
 from core import queries
+from core.backends.base import Lake
 from core.backends.local import build_local_backend
-from core.backends.local_files import LiveFiles
-from core.backends.local_lake import LocalLake
 from core.config import Settings
-from core.lake_layout import BATCH, COVERAGE_GRID, TABLES, parse_data_file_name, partition_hour
-from glue_job.compaction import OPEN_PARTITION_BATCHES, Compactor, compact_lake
-from glue_job.sink import LakeFiles
+from core.delta_lake import open_table, partition_files
+from core.lake_layout import TABLES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PAGES: tuple[str, ...] = ("overview", "live_aggregations", "pipeline_health", "audit_log", "demo_replay",
@@ -69,6 +66,7 @@ PAGES: tuple[str, ...] = ("overview", "live_aggregations", "pipeline_health", "a
 LIVE = "live_aggregations"
 RENDER_TARGET_S = 1.0
 QUERY_TARGET_MS = 100.0
+FILES_PER_CLOSED_DAY_TARGET = 48
 APPTEST_TIMEOUT_S = 300.0
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -95,151 +93,113 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-# --- counting backend calls ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LakeCall:
-    """One LocalLake call: the query name (or `freshness`), its time range and how long it took."""
-
-    name: str
-    span_s: float | None
-    until: str | None
-    seconds: float
-
-    @property
-    def panel(self) -> str:
-        """Return the query and its range: the options lists ask for 24 h, the panels for the page's range."""
-        if self.span_s is None:
-            return self.name
-        return f"{self.name}[{self.span_s / 3600:g}h]"
-
-
-@contextmanager
-def lake_calls() -> Iterator[list[LakeCall]]:
-    """Count every LocalLake.query and .freshness call (any backend instance) while the block runs.
-
-    The class methods are wrapped, as tests/pages/test_pages.py does, so the backend the console
-    caches with st.cache_resource is counted too. list.append is atomic: cache refreshes on other
-    threads are counted safely.
-    """
-    calls: list[LakeCall] = []
-    original_query, original_freshness = LocalLake.query, LocalLake.freshness
-
-    def query(self: LocalLake, name: str, params: Any = None) -> Any:
-        started = time.perf_counter()
-        try:
-            return original_query(self, name, params)
-        finally:
-            since, until = (params or {}).get("since"), (params or {}).get("until")
-            span = (until - since).total_seconds() if since is not None and until is not None else None
-            calls.append(LakeCall(name, span, until.isoformat() if until else None, time.perf_counter() - started))
-
-    def freshness(self: LocalLake) -> Any:
-        started = time.perf_counter()
-        try:
-            return original_freshness(self)
-        finally:
-            calls.append(LakeCall("freshness", None, None, time.perf_counter() - started))
-
-    LocalLake.query, LocalLake.freshness = query, freshness  # type: ignore[method-assign]
-    try:
-        yield calls
-    finally:
-        LocalLake.query, LocalLake.freshness = original_query, original_freshness  # type: ignore[method-assign]
-
-
-def query_calls(calls: Sequence[LakeCall]) -> list[LakeCall]:
-    """Return the named-query calls (not freshness scans)."""
-    return [c for c in calls if c.name != "freshness"]
-
-
-# --- named queries on DuckDB ---------------------------------------------------------------------
-
 def settings_for(home: Path) -> Settings:
     """Return default settings rooted at `home` (the benchmark never reads the developer's SIGNAL_*)."""
     return Settings.from_env({"SIGNAL_HOME": str(home)})
 
 
-def local_lake(home: Path) -> LocalLake:
-    """Return a new LocalLake (its own DuckDB connection) over the lake under `home`."""
-    lake = build_local_backend(settings_for(home)).lake
-    assert isinstance(lake, LocalLake)
-    return lake
+def local_lake(home: Path) -> Lake:
+    """Return the local backend's Lake (a new DuckDB connection) over the lake under `home`."""
+    return build_local_backend(settings_for(home)).lake
 
 
-def time_queries(lake: LocalLake, runs: int, names: Sequence[str] | None = None) -> dict[str, Any]:
+# --- live files per closed day -------------------------------------------------------------------
+
+def files_per_closed_day(home: Path) -> dict[str, Any]:
+    """Return each table's live data files per day before the newest one (the closed days), from its snapshot.
+
+    Also the most files any closed day's hour holds, so a partial day (the generated range starts
+    mid-day) says what a whole one would hold: 24 hours of that.
+    """
+    days: dict[str, dict[str, dict[str, int]]] = {}
+    newest = ""
+    for spec in TABLES:
+        table = open_table(str(home / "lake"), spec)
+        if table is None:
+            continue
+        per_day: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "hours": 0, "most_in_an_hour": 0})
+        for partition, files in partition_files(table).items():
+            day = per_day[partition.split("/")[0].removeprefix("dt=")]
+            day["files"] += files
+            day["hours"] += 1
+            day["most_in_an_hour"] = max(day["most_in_an_hour"], files)
+        days[spec.name] = dict(sorted(per_day.items()))
+        newest = max([newest, *per_day])
+    closed = {name: {dt: day for dt, day in per_day.items() if dt < newest} for name, per_day in days.items()}
+    open_day = {name: per_day.get(newest) for name, per_day in days.items()}
+    candidates = [(day["files"], name, dt, day["hours"])
+                  for name, per_day in closed.items() for dt, day in per_day.items()]
+    worst = max(candidates, default=None)
+    most_per_hour = max((day["most_in_an_hour"] for per_day in closed.values() for day in per_day.values()), default=0)
+    return {
+        "target": FILES_PER_CLOSED_DAY_TARGET,
+        "closed_days": closed,
+        "newest_day": {"dt": newest, "per_table": open_day},
+        "worst": {"files": worst[0], "table": worst[1], "dt": worst[2], "hours": worst[3]} if worst else None,
+        "most_files_in_a_closed_hour": most_per_hour,
+        "whole_day_at_that": 24 * most_per_hour,
+    }
+
+
+# --- commits once the logs hold a day -----------------------------------------------------------
+
+def commits_on_the_day(home: Path, written: Written, batches: int) -> dict[str, Any]:
+    """Return what `batches` more 20 s batches cost the sink once the tables' Delta logs hold the generated
+    day (the steady state of a job that has run a day at the default trigger): commit_batch per batch and
+    maybe_run amortised, and their share of the trigger interval."""
+    done = extend(home, written, batches)
+    interval_ms = Load().trigger_seconds * 1000
+    amortised = sum(done.maintenance_ms) / len(done.maintenance_ms)
+    commit = sorted(done.commit_ms)
+    median, p95 = commit[len(commit) // 2], commit[max(0, -(-95 * len(commit) // 100) - 1)]
+    first_hour = summary(written)["commit_batch_ms_median_first_last_hour"]
+    return {
+        "batches": batches, "trigger_seconds": Load().trigger_seconds,
+        "log_versions_at_end": done.versions,
+        "commit_ms": {"median": round(median, 1), "p95": round(p95, 1)},
+        "maintenance_ms_per_batch": round(amortised, 1),
+        "share_of_interval_percent": round(100 * (median + amortised) / interval_ms, 1),
+        "commit_ms_median_first_hour_of_generation": first_hour[0] if first_hour else None,
+        "target_percent": 10.0,
+    }
+
+
+# --- named queries -------------------------------------------------------------------------------
+
+def time_queries(lake: Lake, runs: int, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Return each named query's latency over 24 h and 1 h ending now; pass a new lake (it times its first query)."""
     now = datetime.now(UTC)
     started = time.perf_counter()
-    # The first query of a process (and the first after a crawl) also creates the views.
+    # The first query of a process also opens the DuckDB connection and the Delta tables' snapshots.
     lake.query((names or ["gps_by_provider"])[0], {"since": now - RANGES["1h"], "until": now})
     first = time.perf_counter() - started
     result: dict[str, Any] = {"first_query_in_process_ms": round(first * 1000, 1)}
+    rows: dict[str, dict[str, int]] = {}
     for label, span in RANGES.items():
         timings: dict[str, list[float]] = {name: [] for name in names or queries.QUERIES}
         for _ in range(runs):
             for name in timings:  # interleaved, so a burst of load elsewhere spreads over all queries
                 until = datetime.now(UTC)
                 started = time.perf_counter()
-                lake.query(name, {"since": until - span, "until": until})
+                answer = lake.query(name, {"since": until - span, "until": until})
                 timings[name].append(time.perf_counter() - started)
+                rows.setdefault(label, {})[name] = len(answer.frame)
         result[label] = {name: ms_stats(values) for name, values in timings.items()}
+    result["rows_returned"] = rows
     return result
 
 
-def duckdb_profile(lake: LocalLake, name: str, span: timedelta) -> dict[str, Any]:
-    """Return DuckDB's own profile of one named query: files scanned per table, bind and total time.
-
-    It runs on the console's own views (LocalLake's cursor), with the values bound as the console binds them.
-    """
-    until = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as scratch:
-        output = Path(scratch) / "profile.json"
-        cursor, pieces = lake._cursor()  # the same views and connection the console uses
-        # The local variant the console runs (coverage_cells reads rollups), on the day pieces listed.
-        query, values = queries.bind(name, {"since": until - span, "until": until}, local=True, day_pieces=pieces)
-        try:
-            cursor.execute("PRAGMA enable_profiling='json'")
-            cursor.execute("PRAGMA profiling_output='" + str(output).replace("'", "''") + "'")
-            cursor.execute(query.sql, list(values)).fetchall()
-        finally:
-            cursor.close()
-        document = json.loads(output.read_text())
-    scans: list[dict[str, Any]] = []
-
-    def walk(node: dict[str, Any]) -> None:
-        info = node.get("extra_info") or {}
-        if info.get("Function") == "READ_PARQUET":
-            table = re.search(r"/(?:aggregations/)?(\w+)/dt=", str(info.get("Filename(s)", "")))
-            # "Scanning Files" (read/matched) appears when a filter pruned files, "Total Files Read" always.
-            files = info.get("Scanning Files") or f"{info.get('Total Files Read')}/{info.get('Total Files Read')}"
-            scans.append({"table": table.group(1) if table else "?", "files_scanned": files,
-                          "file_filters": info.get("File Filters"), "rows": node.get("rows_scanned"),
-                          "ms": round(float(node.get("timing", 0.0)) * 1000, 1)})
-        for child in node.get("children", []):
-            walk(child)
-
-    for node in document.get("operator", []):
-        walk(node)
-    return {
-        "query": name, "range": f"{span.total_seconds() / 3600:g}h",
-        "total_ms": round(float(document.get("query", {}).get("total_time", 0.0)) * 1000, 1),
-        "bind_ms": round(float(document.get("planner", {}).get("binding_time", 0.0)) * 1000, 1),
-        "scans": scans,
-    }
-
-
-def python_profile(lake: LocalLake, name: str, span: timedelta) -> list[str]:
-    """Return the top Python functions (cProfile, by own time) of one named query (views already created)."""
+def python_profile(lake: Lake, name: str, span: timedelta) -> list[str]:
+    """Return the top Python functions (cProfile, by own time) of one named query."""
     until = datetime.now(UTC)
     profiler = cProfile.Profile()
     profiler.runcall(lake.query, name, {"since": until - span, "until": until})
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(4)
-    rows = [line.strip() for line in out.getvalue().splitlines() if re.match(r"\s*\d+\s+\d", line)]
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(6)
+    rows = [line.strip() for line in out.getvalue().splitlines() if re.match(r"\s*\d+(/\d+)?\s+\d", line)]
     # "ncalls tottime percall cumtime percall where": keep own time and the function.
     return [f"{parts[1]} s own, {parts[3]} s cumulative: {_portable(' '.join(parts[5:]))}"
-            for parts in (row.split() for row in rows[:3])]
+            for parts in (row.split() for row in rows[:5])]
 
 
 def _portable(where: str) -> str:
@@ -262,8 +222,39 @@ def quiet_streamlit() -> None:
     logger.set_log_level("error")
 
 
-def open_page(page: str) -> tuple[float, list[LakeCall], Any]:
-    """Open a new session of Home.py on `page` (as a viewer opening its URL); return (seconds, calls, app).
+@dataclass(frozen=True)
+class PanelQuery:
+    """What a panel's footer shows of the query behind it: which query, its parameters, id and duration."""
+
+    name: str
+    params: str
+    query_id: str
+    duration_ms: float
+
+
+SQL_NAMES = {query.sql: name for name, query in queries.QUERIES.items()}
+
+
+def panel_queries(app: Any) -> list[PanelQuery]:
+    """Return the queries the rendered page's panels show in their footers ("Query details")."""
+    found = []
+    for expander in app.expander:
+        codes = [c.value for c in expander.code]
+        captions = [str(c.value) for c in expander.caption]
+        ids = [c.split("Query id ", 1)[1].split(" ", 1)[0] for c in captions if c.startswith("Query id ")]
+        params = [c for c in captions if c.startswith("Parameters: ")]
+        if not codes or not ids or codes[0] not in SQL_NAMES:
+            continue
+        found.append(PanelQuery(SQL_NAMES[codes[0]], params[0] if params else "", ids[0], 0.0))
+    # The durations are in the captions above the expanders, in the same order as the footers.
+    durations = [float(m.group(1)) for c in app.caption if (m := re.search(r"· ([\d.]+) ms$", str(c.value)))]
+    if len(durations) == len(found):
+        found = [PanelQuery(p.name, p.params, p.query_id, d) for p, d in zip(found, durations, strict=True)]
+    return found
+
+
+def open_page(page: str) -> tuple[float, Any]:
+    """Open a new session of Home.py on `page` (as a viewer opening its URL); return (seconds, app).
 
     switch_page before the first run: Home.py (settings, sidebar health badge, router) runs, then
     the page, in one timed script run, without first rendering the default page.
@@ -272,13 +263,12 @@ def open_page(page: str) -> tuple[float, list[LakeCall], Any]:
 
     app = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=APPTEST_TIMEOUT_S)
     app.switch_page(f"pages/{page}.py")
-    with lake_calls() as calls:
-        started = time.perf_counter()
-        app.run()
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    app.run()
+    elapsed = time.perf_counter() - started
     if app.exception:
         raise RuntimeError(f"{page}: {[e.value for e in app.exception][:1]}")
-    return elapsed, list(calls), app
+    return elapsed, app
 
 
 def clear_data_cache() -> None:
@@ -288,236 +278,88 @@ def clear_data_cache() -> None:
     st.cache_data.clear()
 
 
-def time_renders(runs: int) -> dict[str, Any]:
-    """Return cold and warm render times of every page, and how much of the cold time is lake calls.
+def ttl_window(ttl: int) -> int:
+    """Return the TTL period now is in: the console rounds each range's end up to the TTL (ui.context), so
+    sessions within one period share the cache entries."""
+    return int(time.time()) // ttl
 
-    Warm = a new session right after another one filled the cache. Windows are rounded to the
-    TTL, so a warm session that starts after a rounding boundary misses the cache; such a run
-    is not warm and is repeated (counted in `warm_misses`).
+
+def time_renders(runs: int, ttl: int) -> dict[str, Any]:
+    """Return cold and warm render times of every page, and the live page's panel queries when cold.
+
+    Warm = a new session right after another one filled the cache, within the same TTL period. A warm
+    run that crossed a period boundary (its range ends later, a new cache key) is repeated
+    (counted in `warm_repeats`).
     """
     cold: dict[str, list[float]] = {p: [] for p in PAGES}
     warm: dict[str, list[float]] = {p: [] for p in PAGES}
-    cold_lake: dict[str, list[float]] = {p: [] for p in PAGES}
-    cold_queries: dict[str, int] = {}
-    misses = 0
+    live_panels_ms: list[float] = []
+    live_panels = 0
+    repeats = 0
     for _ in range(runs):
         for page in PAGES:
             clear_data_cache()
-            seconds, calls, _app = open_page(page)
+            filled = ttl_window(ttl)
+            seconds, app = open_page(page)
             cold[page].append(seconds)
-            cold_lake[page].append(sum(c.seconds for c in calls))
-            cold_queries[page] = len(query_calls(calls))
+            if page == LIVE:
+                shown = panel_queries(app)
+                live_panels = len(shown)
+                live_panels_ms.append(sum(p.duration_ms for p in shown) / 1000)
             for _attempt in range(3):
-                seconds, calls, _app = open_page(page)
-                if not query_calls(calls):
+                before = ttl_window(ttl)
+                seconds, _app = open_page(page)
+                after = ttl_window(ttl)
+                if filled == before == after:
                     break
-                misses += 1
+                filled, repeats = after, repeats + 1
             warm[page].append(seconds)
     return {
+        "live_page": LIVE,
+        "target_s": RENDER_TARGET_S,
         "cold_s": {p: seconds_stats(v) for p, v in cold.items()},
         "warm_s": {p: seconds_stats(v) for p, v in warm.items()},
-        "cold_lake_calls_s": {p: seconds_stats(v) for p, v in cold_lake.items()},
-        "cold_queries_per_session": cold_queries,
-        "warm_misses": misses,
+        "cold_live_panel_queries_s": seconds_stats(live_panels_ms),
+        "live_panels_with_a_query": live_panels,
+        "warm_repeats": repeats,
     }
 
 
 def sessions_refreshing(sessions: int, *, shared: bool) -> dict[str, Any]:
-    """Return the LocalLake.query calls of `sessions` sessions opening the live page one after another.
+    """Return the lake queries of `sessions` sessions opening the live page one after another, counted from
+    the query ids their panels show.
 
     shared: the cache is cleared once (the first session is the first of a TTL) and then shared, as
     in one server process; otherwise it is cleared before each session (no cache at all).
     """
     clear_data_cache()
-    all_calls: list[LakeCall] = []
+    shown: list[PanelQuery] = []
     started = time.perf_counter()
     times: list[float] = []
     for _ in range(sessions):
         if not shared:
             clear_data_cache()
-        seconds, calls, _app = open_page(LIVE)
+        seconds, app = open_page(LIVE)
         times.append(seconds)
-        all_calls += query_calls(calls)
+        shown += panel_queries(app)
     elapsed = time.perf_counter() - started
-    per_panel = Counter(c.panel for c in all_calls)
-    # The cache key holds the time window, rounded up to the TTL: one key per panel per TTL period.
-    per_window = Counter((c.panel, c.until) for c in all_calls)
+    ids = {p.query_id for p in shown}
+    per_panel = Counter(name for name, _id in {(p.name, p.query_id) for p in shown})
+    # The cache key holds the time range, its end rounded up to the TTL: one key per panel per TTL period.
+    per_window: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for p in shown:
+        per_window[(p.name, p.params)].add(p.query_id)
     return {
         "sessions": sessions,
-        "lake_queries": len(all_calls),
+        "panels": len({p.name for p in shown}),
+        "panels_shown": len(shown),
+        "lake_queries": len(ids),
         "per_panel": dict(sorted(per_panel.items())),
-        "ttl_windows_spanned": len({c.until for c in all_calls if c.span_s == RANGES["1h"].total_seconds()}),
-        "max_queries_per_panel_per_window": max(per_window.values(), default=0),
+        "ttl_windows_spanned": len({p.params for p in shown if p.name == "signal_by_operator"}),
+        "max_queries_per_panel_per_window": max((len(v) for v in per_window.values()), default=0),
         "elapsed_s": round(elapsed, 2),
         "session_s": seconds_stats(times),
     }
-
-
-# --- the job's compaction -------------------------------------------------------------------------
-
-def live_file_counts(home: Path) -> dict[str, dict[str, int]]:
-    """Return, per table, the live files the readers see and how many of them are still batch files."""
-    listing = LiveFiles()
-    counts: dict[str, dict[str, int]] = {}
-    for table in TABLES:
-        names = [n for p in listing.partitions(home / "lake" / table.prefix) for n in p.files]
-        batch = [n for n in names if (parsed := parse_data_file_name(n)) is not None and parsed.kind == BATCH]
-        counts[table.name] = {"live_files": len(names), "batch_files": len(batch)}
-    return counts
-
-
-def compact_like_the_job(home: Path, written: Written) -> dict[str, Any]:
-    """Run the compaction the local job runs after its last batch; return files before/after and time.
-
-    glue_job/local.py calls Compactor.maybe_run after batch N with N - 1 as the last committed
-    batch; the generator wrote batches 0 .. batches - 1, so the last one is N. Closed partitions,
-    and open ones holding OPEN_PARTITION_BATCHES committed batch files; the last batch stays a batch file.
-    """
-    compactor = Compactor(LakeFiles(str(home / "lake")), settings_for(home).watermark_minutes)
-    result = compactor.maybe_run(last_committed=written.batches - 2)
-    if result is None or result.failed:
-        raise RuntimeError(f"compaction failed: {result.failed if result else 'did not run'}")
-    return {"seconds": round(result.seconds, 1), "files_before": result.files_before,
-            "files_after": result.files_after, "partitions_compacted": result.partitions_compacted,
-            "open_partitions_compacted": result.open_partitions_compacted,
-            "rollups_written": result.rollups_written, "day_pieces_written": result.day_pieces_written,
-            "slowest_merge_s": result.slowest_merge[0], "slowest_merge": result.slowest_merge[1],
-            "files_deleted": result.files_deleted, "rows_written": result.rows_written,
-            "per_table_after": live_file_counts(home)}
-
-
-def time_coverage_variants(lake: LocalLake, runs: int) -> dict[str, Any]:
-    """Return coverage_cells over 24 h and 1 h as the console runs it (rollups) and minute-level, interleaved.
-
-    Both run the way LocalLake.query does (a cursor, its views over the live files, bind, execute,
-    DataFrame); the minute-level one is the portable SQL Athena runs, on the same compacted files.
-    """
-    result: dict[str, Any] = {}
-    for label, span in RANGES.items():
-        timings: dict[str, list[float]] = {"rollups": [], "minute_level": []}
-        for _ in range(runs):
-            for variant in timings:
-                until = datetime.now(UTC)
-                started = time.perf_counter()
-                cursor, pieces = lake._cursor([COVERAGE_GRID.name])
-                try:
-                    query, values = queries.bind("coverage_cells", {"since": until - span, "until": until},
-                                                 local=variant == "rollups", day_pieces=pieces)
-                    cursor.execute(query.sql, list(values)).df()
-                finally:
-                    cursor.close()
-                timings[variant].append(time.perf_counter() - started)
-        result[label] = {variant: ms_stats(values) for variant, values in timings.items()}
-    return result
-
-
-def keep_an_hour(home: Path, target: Path) -> dict[str, Any]:
-    """Copy the batch files of the generated lake's fullest hour (every table) for the replay; return which."""
-    folder = home / "lake" / TABLES[0].prefix
-    counts = {p.relative_to(folder): len(list(p.iterdir())) for p in folder.glob("dt=*/hr=*")}
-    partition = max(sorted(counts), key=lambda p: counts[p])
-    for table in TABLES:
-        shutil.copytree(home / "lake" / table.prefix / partition, target / table.prefix / partition)
-    return {"partition": str(partition), "batches": counts[partition]}
-
-
-def _batch_id(path: Path) -> int:
-    parsed = parse_data_file_name(path.name)
-    if parsed is None:
-        raise ValueError(f"{path} is not a batch file")
-    return parsed.batch_id
-
-
-def replay_open_partition(source: Path, scratch: Path, threshold: int, watermark: timedelta) -> dict[str, Any]:
-    """Replay one hour's batch files into an empty lake as the job writes them; return the compaction's cost.
-
-    After each batch the job runs Compactor.maybe_run at most once a minute (every third batch at the
-    20 s trigger) with the previous batch as the last committed one, while the hour is open; then
-    once after the hour closed. CPU seconds (pyarrow and Python on the job's driver) are the cost.
-    """
-    partition = next(source.glob(f"{TABLES[0].prefix}/dt=*/hr=*")).relative_to(source / TABLES[0].prefix)
-    hour = partition_hour(str(partition))
-    assert hour is not None
-    files = {t.prefix: sorted((source / t.prefix / partition).iterdir(), key=_batch_id) for t in TABLES}
-    shutil.rmtree(scratch, ignore_errors=True)
-    for table in TABLES:
-        (scratch / table.prefix / partition).mkdir(parents=True)
-    lake = LakeFiles(str(scratch))
-    cpu, worst, merges = 0.0, 0.0, 0
-    open_now = hour + timedelta(minutes=59)
-    count = len(files[TABLES[0].prefix])
-    for i in range(count):
-        for table in TABLES:
-            shutil.copy2(files[table.prefix][i], scratch / table.prefix / partition)
-        if i % 3 == 2 or i == count - 1:
-            batch_id = _batch_id(files[TABLES[0].prefix][i])
-            started = time.process_time()
-            run = compact_lake(lake, last_committed=batch_id - 1, now=open_now, watermark=watermark,
-                               open_batches=threshold)
-            took = time.process_time() - started
-            cpu, worst, merges = cpu + took, max(worst, took), merges + run.open_partitions_compacted // len(TABLES)
-    started = time.process_time()
-    closing = compact_lake(lake, last_committed=batch_id, now=hour + timedelta(hours=2), watermark=watermark,
-                           open_batches=threshold)
-    close_cpu = time.process_time() - started
-    shutil.rmtree(scratch, ignore_errors=True)
-    return {"open_merges": merges, "open_cpu_s": round(cpu, 1), "slowest_open_run_cpu_s": round(worst, 2),
-            "close_cpu_s": round(close_cpu, 2), "close_merged_files": closing.files_merged}
-
-
-CLOSED_ONLY = 10**6  # a threshold no open hour reaches: the compaction before open hours were merged
-
-
-def open_partition_merges(source: Path, home: Path,
-                          thresholds: Sequence[int] = (10, 15, 30, 60, CLOSED_ONLY)) -> dict[str, Any]:
-    """Return the replayed hour's compaction cost per open-partition threshold."""
-    watermark = timedelta(minutes=settings_for(home).watermark_minutes)
-    return {("closed_only" if k == CLOSED_ONLY else str(k)):
-            replay_open_partition(source, home / "replay", k, watermark) for k in thresholds}
-
-
-def keep_open_hour(home: Path, target: Path) -> dict[str, Any]:
-    """Copy the batch files of the generated lake's newest hour (every table); return which."""
-    folder = home / "lake" / TABLES[0].prefix
-    partition = max(p.relative_to(folder) for p in folder.glob("dt=*/hr=*"))
-    for table in TABLES:
-        shutil.copytree(home / "lake" / table.prefix / partition, target / table.prefix / partition)
-    return {"partition": str(partition), "batches": len(list((target / TABLES[0].prefix / partition).iterdir()))}
-
-
-def leave_open_hour_unmerged(home: Path, source: Path, written: Written) -> dict[str, Any]:
-    """Experiment: the open hour as the job's rule can leave it, OPEN_PARTITION_BATCHES - 1 committed batch
-    files after its compacted file plus the running batch; return files before/after.
-
-    The generator's open hour is put back as written, then merged up to the batch that leaves that many.
-    """
-    partition = next(source.glob(f"{TABLES[0].prefix}/dt=*/hr=*")).relative_to(source / TABLES[0].prefix)
-    for table in TABLES:
-        shutil.rmtree(home / "lake" / table.prefix / partition)
-        shutil.copytree(source / table.prefix / partition, home / "lake" / table.prefix / partition)
-    last = written.batches - 1
-    result = compact_lake(LakeFiles(str(home / "lake")), last_committed=last - OPEN_PARTITION_BATCHES,
-                          now=datetime.now(UTC), watermark=timedelta(minutes=settings_for(home).watermark_minutes),
-                          open_batches=1)
-    if result.failed:
-        raise RuntimeError(f"compaction failed: {result.failed}")
-    return {"partition": str(partition), "files_before": result.files_before, "files_after": result.files_after,
-            "batch_files_left": live_file_counts(home)[COVERAGE_GRID.name]["batch_files"]}
-
-
-def compact_open_hours_too(home: Path, written: Written) -> dict[str, Any]:
-    """Experiment: compact the open partitions down to their last committed batch; return counts.
-
-    The job leaves up to OPEN_PARTITION_BATCHES - 1 batch files in an open partition. This measures
-    what those cost the readers at most, the floor the job's rule leaves (none, when the generated
-    open hour happened to be merged just now).
-    """
-    result = compact_lake(LakeFiles(str(home / "lake")), last_committed=written.batches - 2,
-                          now=datetime.now(UTC) + timedelta(hours=2), watermark=timedelta(0))
-    if result.failed:
-        raise RuntimeError(f"compaction failed: {result.failed}")
-    return {"seconds": round(result.seconds, 1), "files_before": result.files_before,
-            "files_after": result.files_after}
 
 
 # --- a real server under browser sessions --------------------------------------------------------
@@ -711,16 +553,13 @@ def installed_sizes() -> dict[str, Any]:
             "not_installed": sorted(set(app_missing) | set(dev_missing))}
 
 
+
+
 # --- putting it together -------------------------------------------------------------------------
 
 def lake_figures(written: Written, hours: float) -> dict[str, Any]:
-    """Return what the generator wrote, for the report."""
-    return {"hours": hours, "batches": written.batches, "files": written.total_files,
-            "files_per_table": written.files, "mib": written.total_mib,
-            "mib_per_table": {k: round(v / 2**20, 1) for k, v in written.bytes.items()},
-            "rows_per_table": written.rows, "generate_s": round(written.seconds, 1),
-            "crawl_s": round(written.crawl_seconds, 1), "first_batch": written.first_window,
-            "last_batch": written.last_window}
+    """Return what the generator did and the lake it left, for the report."""
+    return {"hours": hours, **summary(written)}
 
 
 def slow_queries(timings: dict[str, Any]) -> list[tuple[str, str, float]]:
@@ -730,7 +569,7 @@ def slow_queries(timings: dict[str, Any]) -> list[tuple[str, str, float]]:
 
 
 def timed_step(label: str, step: Callable[[], Any], log: dict[str, float]) -> Any:
-    """Run one step, print and keep its duration (the whole run should stay within ~5 minutes)."""
+    """Run one step, print and keep its duration."""
     started = time.perf_counter()
     print(f"[console bench] {label} ...", file=sys.stderr, flush=True)
     result = step()
@@ -739,107 +578,103 @@ def timed_step(label: str, step: Callable[[], Any], log: dict[str, float]) -> An
     return result
 
 
-def notes_for(figures: dict[str, Any]) -> list[str]:
-    """Return plain-language notes: which targets were met, which missed, and why."""
-    notes: list[str] = []
-    render, queries_ms, compaction = figures["render"], figures["queries_ms"], figures["compaction"]
-    open_batch_files = {t: c["batch_files"] for t, c in compaction["per_table_after"].items()}
-    notes.append(f"The job's compaction (glue_job.compaction.Compactor, run as the local job runs it after its last "
-                 f"batch): {compaction['files_before']} -> {compaction['files_after']} live files, "
-                 f"{compaction['partitions_compacted']} partitions merged ({compaction['open_partitions_compacted']} "
-                 f"of them open; {compaction['rows_written']:,} rows written from "
-                 f"{sum(figures['lake']['rows_per_table'].values()):,} batch rows, rows with equal keys summed; "
-                 f"{compaction['files_deleted']} files deleted), {compaction['rollups_written']} coverage_grid rollups "
-                 f"and {compaction['day_pieces_written']} day pieces written, in {compaction['seconds']} s on one core "
-                 f"(slowest merge {compaction['slowest_merge_s']} s: {compaction['slowest_merge']}). Batch files left "
-                 "(the batch still running, and open partitions below the threshold): "
-                 + ", ".join(f"{t} {n}" for t, n in open_batch_files.items()) + ".")
-    variants = figures["coverage_cells_ms"]
-    notes.append("coverage_cells as the console runs it (rollups: whole hours, day pieces, the edge hours' "
-                 "10-minute heads and tails, minute rows for the rest) vs the minute-level query Athena runs, same "
-                 "compacted files, interleaved: " + ", ".join(
-                     f"{label} {variants[label]['minute_level']['median']:.0f} -> "
-                     f"{variants[label]['rollups']['median']:.0f} ms" for label in RANGES) + " (median, including "
-                 "views and DataFrame).")
-    merges = figures["open_partition_merges"]
-    notes.append(f"Open-partition merges, the hour {merges['hour']['partition']} ({merges['hour']['batches']} batches) "
-                 "replayed with the job's cadence (once a minute, last committed batch), CPU seconds: "
-                 + "; ".join(f"threshold {k}: {v['open_merges']} open merges, {v['open_cpu_s']} s while open "
-                             f"(slowest run {v['slowest_open_run_cpu_s']} s), {v['close_cpu_s']} s at close"
-                             for k, v in merges.items() if isinstance(v, dict) and "open_cpu_s" in v)
-                 + f". The job ships threshold {merges['shipped_threshold']}.")
+def _lake_notes(figures: dict[str, Any]) -> list[str]:
+    lake = figures["lake"]
+    by_part = lake["seconds_by_part"]
+    notes = [
+        f"Lake: {lake['hours']:g} h at 1k records/s, 20 s trigger: {lake['batches']:,} batches, {lake['commits']:,} "
+        f"Delta commits through glue_job.sink.commit_batch, LakeMaintenance.maybe_run after each on a simulated "
+        f"clock ({lake['maintenance_runs']} runs, {lake['partitions_rewritten']:,} partitions rewritten, "
+        f"{lake['files_removed_by_rewrites']:,} files replaced by {lake['files_added_by_rewrites']:,}). Generated in "
+        f"{lake['generate_s']:.0f} s with {lake['workers']} worker process(es) {lake['tables_per_worker']} (seconds "
+        f"summed over workers: commits {by_part.get('commit', 0):.0f}, compaction {by_part.get('compaction', 0):.0f}, "
+        f"vacuum {by_part.get('vacuum', 0):.0f}, drawing the aggregates {by_part.get('draw', 0):.0f}; commit_batch "
+        f"{lake['commit_batch_ms_median']} ms median per batch, all workers' tables), crawled in {lake['crawl_s']} s.",
+        "Live files per table at the end: " + ", ".join(f"{t} {n}" for t, n in lake["live_files"].items())
+        + "; rows: " + ", ".join(f"{t} {n:,}" for t, n in lake["rows"].items()) + ".",
+    ]
+    extra = figures.get("commits_on_a_days_log")
+    if extra:
+        versions = extra["log_versions_at_end"]
+        verdict = "within" if extra["share_of_interval_percent"] <= extra["target_percent"] else "OVER"
+        notes.append(
+            f"The sink once the logs hold the day ({min(versions.values()):,}-{max(versions.values()):,} versions per "
+            f"table): {extra['batches']} more {extra['trigger_seconds']} s batches through commit_batch cost "
+            f"{extra['commit_ms']['median']} ms median ({extra['commit_ms']['p95']} ms p95) per batch, against "
+            f"{extra['commit_ms_median_first_hour_of_generation']} ms in the generation's first hour; with "
+            f"maintenance ({extra['maintenance_ms_per_batch']} ms per batch amortised) "
+            f"{extra['share_of_interval_percent']} % of the interval, {verdict} 10 %. A commit lists the whole "
+            "_delta_log/ of its table (see bench.commit).")
+    if lake["maintenance_errors"]:
+        notes.append(f"Maintenance errors while generating: {lake['maintenance_errors']}.")
+    files = figures["files_per_closed_day"]
+    if files["worst"] is None:
+        notes.append("No closed day: the generated range lies within one UTC day (use --hours 48 for a whole one).")
+    else:
+        worst = files["worst"]
+        verdict = "meets" if worst["files"] <= files["target"] else "MISSES"
+        notes.append(
+            f"Live data files per table per closed day (partition_files of each snapshot, days before "
+            f"{files['newest_day']['dt']}): at most {worst['files']} ({worst['table']}, {worst['dt']}, which holds "
+            f"{worst['hours']} h of the generated range): {verdict} the {files['target']} target. The most any closed "
+            f"hour holds is {files['most_files_in_a_closed_hour']}, so a whole closed day holds at most "
+            f"{files['whole_day_at_that']} per table. Newest day (open hours included): " + ", ".join(
+                f"{t} {d['files']} in {d['hours']} h" for t, d in files["newest_day"]["per_table"].items() if d) + ".")
+    return notes
+
+
+def _query_notes(figures: dict[str, Any]) -> list[str]:
+    queries_ms = figures["queries_ms"]
+    misses = slow_queries(queries_ms)
+    total = len(RANGES) * len(queries.QUERIES)
+    medians = "; ".join(f"{label}: " + ", ".join(f"{n} {v['median']:.0f}" for n, v in queries_ms[label].items())
+                        for label in RANGES)
+    if misses:
+        worst = max(misses, key=lambda m: m[2])
+        verdict = (f"{len(misses)} of {total} medians miss the {QUERY_TARGET_MS:g} ms target; the worst is "
+                   f"{worst[1]} over {worst[0]} ({worst[2]:.0f} ms)")
+    else:
+        verdict = f"every one of the {total} medians is within {QUERY_TARGET_MS:g} ms"
+    return [
+        f"Named queries through LocalLake.query (snapshot update, DuckDB views over the snapshot's files, the "
+        f"query, the DataFrame, the as-of commit), median of {figures['runs']} run(s), ms: {medians}. {verdict}. "
+        f"First query of the process (connection, snapshots): {queries_ms['first_query_in_process_ms']:.0f} ms.",
+        f"cProfile of {figures['profile']['query']} over {figures['profile']['range']} (top own time): "
+        + " | ".join(figures["profile"]["cprofile"]) + ".",
+    ]
+
+
+def _console_notes(figures: dict[str, Any]) -> list[str]:
+    notes = []
+    render = figures["render"]
     live_cold, live_warm = render["cold_s"][LIVE]["median"], render["warm_s"][LIVE]["median"]
-    lake_share = render["cold_lake_calls_s"][LIVE]["median"]
+    panels_s = render["cold_live_panel_queries_s"]["median"]
     verdict = "meets" if live_cold <= RENDER_TARGET_S else "MISSES"
     notes.append(
         f"Live page render (server side, AppTest): cold {live_cold:.2f} s (median; the first session of a TTL "
-        f"pays it, so cold is the honest figure) {verdict} the {RENDER_TARGET_S:g} s target; warm {live_warm:.2f} s. "
-        f"{lake_share:.2f} s of the cold render is LocalLake calls "
-        f"({render['cold_queries_per_session'][LIVE]} named queries + the freshness scan); the rest is "
-        "Home.py, plotly figures and AppTest's own protobuf round trip. Other pages, cold/warm medians: "
-        + ", ".join(f"{p} {render['cold_s'][p]['median']:.2f}/{render['warm_s'][p]['median']:.2f} s"
-                    for p in PAGES if p != LIVE) + ".")
-    notes.append(
-        f"With the shipped {figures['ttl_s']} s TTL every window is a new cache key, so each TTL the first "
-        f"viewer pays the cold render again: the live page's lake calls alone ({lake_share:.1f} s) keep the "
-        f"server busy {100 * lake_share / figures['ttl_s']:.0f}% of the time. {render['warm_misses']} warm run(s) "
-        "started after a window boundary, missed the cache and were repeated.")
-    misses = slow_queries(queries_ms)
-    if misses:
-        worst = max(misses, key=lambda m: m[2])
-        coverage_rows = figures["lake"]["rows_per_table"].get(COVERAGE_GRID.name, 0)
-        notes.append(f"Named queries on DuckDB, compacted lake: {len(misses)} of "
-                     f"{len(RANGES) * len(queries.QUERIES)} medians miss the {QUERY_TARGET_MS:g} ms target: "
-                     + ", ".join(f"{n} {lbl} {m:.0f} ms" for lbl, n, m in misses)
-                     + f"; the worst is {worst[1]} over {worst[0]}. coverage_cells reads rows, not files: "
-                     f"coverage_grid holds {coverage_rows:,} partial rows for the day.")
-    else:
-        notes.append(f"Named queries on DuckDB, compacted lake: every median is within {QUERY_TARGET_MS:g} ms.")
-    if "queries_ms_before" in figures:
-        before = figures["queries_ms_before"]
-        notes.append("Same queries on the lake as written, before compaction (same run, same machine): "
-                     + ", ".join(f"{name} {label} {before[label][name]['median']:.0f} -> "
-                                 f"{queries_ms[label][name]['median']:.0f} ms"
-                                 for label in RANGES for name in queries_ms[label]) + ".")
-    notes.append(f"The first query of a process also creates the connection and its empty views: "
-                 f"{queries_ms['first_query_in_process_ms']:.0f} ms; the console's first session after start took "
-                 f"{render['first_session_after_start_s']:.2f} s (overview page).")
-    for profile in figures["profile"]["duckdb"]:
-        scans = "; ".join(f"{s['table']} {s['files_scanned']} files ({s['ms']} ms)" for s in profile["scans"])
-        notes.append(f"DuckDB profile of {profile['query']} over {profile['range']} ({profile['total_ms']} ms): "
-                     f"bind {profile['bind_ms']} ms, then scans of {scans} (files read/live files listed: the "
-                     "partition bounds prune the rest).")
-    notes.append("cProfile of kpis over 1h (top own time): " + " | ".join(figures["profile"]["cprofile"])
-                 + ". LocalLake.query's own frame is the native DuckDB call cProfile cannot look into.")
-    experiment = figures["open_hours_compacted"]
-    notes.append("Experiment, not what the job does: compacting the open hours down to their last committed batch "
-                 "(the job waits for the threshold; "
-                 f"{experiment['files_before']} -> {experiment['files_after']} live files, {experiment['seconds']} s) "
-                 "gives: " + ", ".join(f"{name} {label} {queries_ms[label][name]['median']:.0f} -> "
-                                       f"{experiment['queries_ms'][label][name]['median']:.0f} ms"
-                                       for label in RANGES for name in queries_ms[label])
-                 + ". The difference is what the open hour's batch files cost each query.")
-    worst = figures["open_hour_unmerged"]
-    notes.append(f"Experiment, as many batch files as the job's rule leaves (up to {OPEN_PARTITION_BATCHES - 1} "
-                 f"committed and the running one; the generated open hour {worst['partition']} held "
-                 f"{worst['batch_files_left']} batch files per table): " + ", ".join(
-                     f"{name} {label} {worst['queries_ms'][label][name]['median']:.0f} ms"
-                     for label in RANGES for name in worst["queries_ms"][label]) + ".")
+        f"pays it) {verdict} the {RENDER_TARGET_S:g} s target; warm {live_warm:.2f} s. Its "
+        f"{render['live_panels_with_a_query']} panels' queries took {panels_s:.2f} s of the cold render (the "
+        "durations their footers show; the filter lists' 24 h queries and the freshness scan show none). Other "
+        "pages, cold/warm medians: " + ", ".join(
+            f"{p} {render['cold_s'][p]['median']:.2f}/{render['warm_s'][p]['median']:.2f} s"
+            for p in PAGES if p != LIVE)
+        + f". {render['warm_repeats']} warm run(s) crossed a TTL boundary and were repeated; the first session of "
+        f"the process took {render['first_session_after_start_s']:.2f} s (overview).")
     shared, uncached = figures["sessions"]["shared"], figures["sessions"]["uncached"]
     verdict = "meets" if shared["max_queries_per_panel_per_window"] <= 1 else "MISSES"
     notes.append(
-        f"{shared['sessions']} sessions on the live page, cache shared: {shared['lake_queries']} lake queries over "
-        f"{shared['ttl_windows_spanned']} TTL window(s) in {shared['elapsed_s']} s, at most "
-        f"{shared['max_queries_per_panel_per_window']} per panel per window: {verdict} the target of one query per "
-        f"panel per TTL. Uncached: {uncached['lake_queries']} "
-        f"({uncached['lake_queries'] // max(uncached['sessions'], 1)} per session).")
-    verdict = "within" if uncached["session_s"]["median"] <= RENDER_TARGET_S else "over"
-    notes.append(f"Those uncached sessions are cold live-page renders too: {uncached['session_s']['median']:.2f} s "
-                 f"median, {verdict} the {RENDER_TARGET_S:g} s target.")
+        f"{shared['sessions']} sessions on the live page, cache shared: {shared['lake_queries']} lake queries for its "
+        f"{shared['panels']} panels over {shared['ttl_windows_spanned']} TTL period(s) in {shared['elapsed_s']} s, at "
+        f"most {shared['max_queries_per_panel_per_window']} per panel per period: {verdict} the target of one query "
+        f"per panel per TTL. Uncached: {uncached['lake_queries']} "
+        f"({uncached['lake_queries'] // max(uncached['sessions'], 1)} per session), "
+        f"{uncached['session_s']['median']:.2f} s per session (median). Counted from the query ids the panels show "
+        "(distinct ids = queries run).")
     server = figures["server"]
     if "peak_mib" in server:
         notes.append(f"Real server: `streamlit run Home.py` on the generated lake peaked at {server['peak_mib']} MiB "
-                     f"RSS (idle {server['idle_mib']} MiB) with {server['sessions']} Chromium tabs "
+                     f"(PSS of its process tree; idle {server['idle_mib']} MiB) with {server['sessions']} "
+                     "Chromium tabs "
                      f"({server['tabs']['live_aggregations']} live page, {server['tabs']['wall_display_kiosk']} "
                      f"wall display ?kiosk=1) held {server['hold_s']:g} s; browser memory excluded. "
                      f"{server['tabs_with_charts']} of {server['sessions']} tabs showed a chart at the end of the hold"
@@ -852,92 +687,92 @@ def notes_for(figures: dict[str, Any]) -> list[str]:
                  f"({sizes['app_distributions']} distributions) vs {sizes['dev_mib']} MiB for the dev set "
                  f"(ratio {sizes['app_to_dev_ratio']}); largest dev-only: "
                  + ", ".join(f"{n} {s} MiB" for n, s in sizes["largest_dev_only_mib"].items()) + ".")
+    return notes
+
+
+def notes_for(figures: dict[str, Any]) -> list[str]:
+    """Return plain-language notes: which targets were met, which missed, and why."""
+    notes = _lake_notes(figures) + _query_notes(figures)
+    if "render" in figures:
+        notes += _console_notes(figures)
     notes.append(f"Machine load (1-min load average) was {figures['load_average']['start']} at the start and "
                  f"{figures['load_average']['end']} at the end on {os.cpu_count()} cores: other work on the "
-                 "machine inflates every timing above.")
+                 f"machine inflates every timing above. The run took {figures['runtime_s']:.0f} s (steps: "
+                 + ", ".join(f"{k} {v:g} s" for k, v in figures["steps_s"].items()) + ").")
     return notes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run every console benchmark and record one section in bench/RESULTS.md."""
+    """Run every console benchmark and record the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0, help="hours of lake data to generate")
     parser.add_argument("--runs", type=int, default=3, help="runs per timing")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes generating the lake, each writing its own tables")
     parser.add_argument("--sessions", type=int, default=20, help="sessions refreshing together")
     parser.add_argument("--tabs", type=int, default=5, help="browser tabs, split between the live page and the wall")
     parser.add_argument("--hold-seconds", type=float, default=30.0, help="how long the browser tabs stay open")
-    parser.add_argument("--no-record", action="store_true", help="print the figures, do not touch RESULTS.md")
-    parser.add_argument("--keep", action="store_true", help="keep the generated lakes (prints where)")
-    parser.add_argument("--before", action="store_true",
-                        help="also time the named queries on the lake as written, before compaction")
+    parser.add_argument("--extra-batches", type=int, default=30,
+                        help="batches committed at the end onto the day's logs, timed (0: none)")
+    parser.add_argument("--home", type=Path, help="use this already generated SIGNAL_HOME (bench.lake_data) as is")
+    parser.add_argument("--queries-only", action="store_true",
+                        help="generate and time the lake (steps 1-3) only: no pages, server or sizes")
+    parser.add_argument("--no-record", action="store_true", help="print the figures; do not record the run")
+    parser.add_argument("--keep", action="store_true", help="keep the generated lake (prints where)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     load_start = load_average()
     scratch = Path(tempfile.mkdtemp(prefix="signal-bench-console-"))
-    home = scratch / "home"
-    # The console reads settings from the environment: defaults only, rooted at the fresh lake.
+    home = args.home.resolve() if args.home else scratch / "home"
+    # The console reads settings from the environment: defaults only, rooted at the lake.
     for name in [n for n in os.environ if n.startswith("SIGNAL_")]:
         del os.environ[name]
     os.environ["SIGNAL_HOME"] = str(home)
     steps: dict[str, float] = {}
-    figures: dict[str, Any] = {"ttl_s": settings_for(home).refresh_seconds}
+    ttl = settings_for(home).refresh_seconds
+    figures: dict[str, Any] = {"ttl_s": ttl, "runs": args.runs, "query_target_ms": QUERY_TARGET_MS}
     try:
-        written = timed_step("generate lake", lambda: generate(home, args.hours), steps)
-        figures["lake"] = lake_figures(written, args.hours)
-        if args.before:
-            figures["queries_ms_before"] = timed_step(
-                "named queries, before compaction", lambda: time_queries(local_lake(home), args.runs), steps)
-        replay_source, open_source = scratch / "replay_source", scratch / "open_source"
-        replayed_hour = keep_an_hour(home, replay_source)  # before compaction merges their batch files
-        keep_open_hour(home, open_source)
-        figures["compaction"] = timed_step("compaction", lambda: compact_like_the_job(home, written), steps)
-        lake = local_lake(home)  # one DuckDB connection for the timings and the profiles
+        if args.home:
+            figures["lake"] = {"hours": args.hours, "given_home": True}
+        else:
+            written = timed_step("generate lake", lambda: generate(home, args.hours, workers=args.workers), steps)
+            figures["lake"] = lake_figures(written, args.hours)
+        figures["files_per_closed_day"] = timed_step("files per closed day", lambda: files_per_closed_day(home), steps)
+        lake = local_lake(home)  # one DuckDB connection for the timings and the profile
         figures["queries_ms"] = timed_step("named queries", lambda: time_queries(lake, args.runs), steps)
-        figures["coverage_cells_ms"] = timed_step(
-            "coverage_cells, rollups vs minute-level", lambda: time_coverage_variants(lake, args.runs), steps)
-
-        quiet_streamlit()
-        # The first session of the process: imports, DuckDB views; reported, not part of the cold figures.
-        first_session, _calls, _app = timed_step("first session", lambda: open_page("overview"), steps)
-        figures["render"] = timed_step("page renders", lambda: time_renders(args.runs), steps)
-        figures["render"]["first_session_after_start_s"] = round(first_session, 3)
-        figures["sessions"] = {"shared": timed_step(
-            "shared sessions", lambda: sessions_refreshing(args.sessions, shared=True), steps)}
-
-        figures["profile"] = timed_step("profiles", lambda: {
-            "duckdb": [duckdb_profile(lake, "kpis", RANGES["1h"]),
-                       duckdb_profile(lake, "signal_by_operator", RANGES["24h"])],
-            "cprofile": python_profile(lake, "kpis", RANGES["1h"]),
-        }, steps)
-        figures["sessions"]["uncached"] = timed_step(
-            "uncached sessions", lambda: sessions_refreshing(args.sessions, shared=False), steps)
-        clear_data_cache()
-
-        figures["server"] = timed_step("server memory", lambda: server_memory(home, args.tabs, args.hold_seconds),
-                                       steps)
-        # Last, as it changes the lake: what compacting the open hour too would give the same queries.
-        figures["open_hours_compacted"] = timed_step(
-            "open hours compacted too (experiment)", lambda: compact_open_hours_too(home, written), steps)
-        figures["open_hours_compacted"]["queries_ms"] = timed_step(
-            "named queries, open hours compacted too", lambda: time_queries(local_lake(home), args.runs), steps)
-        figures["open_hour_unmerged"] = timed_step(
-            "open hour left unmerged (experiment)", lambda: leave_open_hour_unmerged(home, open_source, written), steps)
-        figures["open_hour_unmerged"]["queries_ms"] = timed_step(
-            "named queries, open hour left unmerged", lambda: time_queries(local_lake(home), args.runs), steps)
-        figures["open_partition_merges"] = {"hour": replayed_hour, "shipped_threshold": OPEN_PARTITION_BATCHES,
-                                            **timed_step("open-partition merges, replayed hour",
-                                                         lambda: open_partition_merges(replay_source, scratch), steps)}
-        figures["installed"] = timed_step("installed sizes", installed_sizes, steps)
+        slowest = max(((label, name) for label in RANGES for name in figures["queries_ms"][label]),
+                      key=lambda k: figures["queries_ms"][k[0]][k[1]]["median"])
+        figures["profile"] = {"query": slowest[1], "range": slowest[0],
+                              "cprofile": python_profile(lake, slowest[1], RANGES[slowest[0]])}
+        if not args.queries_only:
+            quiet_streamlit()
+            # The first session of the process: imports, DuckDB, snapshots; reported, not part of the cold figures.
+            first_session, _app = timed_step("first session", lambda: open_page("overview"), steps)
+            figures["render"] = timed_step("page renders", lambda: time_renders(args.runs, ttl), steps)
+            figures["render"]["first_session_after_start_s"] = round(first_session, 3)
+            figures["sessions"] = {
+                "shared": timed_step("shared sessions", lambda: sessions_refreshing(args.sessions, shared=True), steps),
+                "uncached": timed_step("uncached sessions", lambda: sessions_refreshing(args.sessions, shared=False),
+                                       steps),
+            }
+            clear_data_cache()
+            figures["server"] = timed_step("server memory",
+                                           lambda: server_memory(home, args.tabs, args.hold_seconds), steps)
+            figures["installed"] = timed_step("installed sizes", installed_sizes, steps)
+        if not args.home and args.extra_batches:
+            # Last: it adds batches to the lake.
+            figures["commits_on_a_days_log"] = timed_step(
+                "commits on the day's logs", lambda: commits_on_the_day(home, written, args.extra_batches), steps)
     finally:
-        if args.keep:
-            print(f"[console bench] kept {scratch}", file=sys.stderr)
+        if args.keep and not args.home:
+            print(f"[console bench] kept {home}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     figures["load_average"] = {"start": load_start, "end": load_average()}
     figures["steps_s"] = steps
     figures["runtime_s"] = round(time.perf_counter() - started, 1)
-    notes = notes_for(figures)
+    notes = notes_for(figures) if not args.home else _query_notes(figures)
     if args.no_record:
         print(json.dumps({"figures": figures, "notes": notes}, indent=1, default=str))
     else:

@@ -5,7 +5,8 @@
 For each trigger interval (20 s, the default, and 2 s) the job runs as it does in production
 (`python -m core.cli job run`, not available-now) in a fresh SIGNAL_HOME. Each send puts one record
 with its own operator name (`bench-<i>`) on the stream and polls `signal_by_operator` every 0.2 s
-until that operator shows up; latency = time seen - time sent. Sends sit at random offsets inside
+until that operator shows up; latency = time seen - time sent (target: p95 <= 25 s at the 20 s trigger,
+<= 4 s at the 2 s trigger). Sends sit at random offsets inside
 the trigger interval, so the latencies sample every phase of the trigger; several sends may share
 an interval (each timed on its own) so the 20 s trigger fits in about two minutes.
 """
@@ -34,7 +35,7 @@ from bench.job import generate_records
 from core import records as R
 from core.backends.base import Backend
 from core.backends.local import build_local_backend
-from core.backends.local_catalog import partitions_on_disk
+from core.backends.local_catalog import table_partitions
 from core.config import Settings
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE, SIGNAL_STRENGTH_BY_OPERATOR
 
@@ -43,7 +44,8 @@ TRIGGERS = (20.0, 2.0)
 QUERY = "signal_by_operator"
 POLL_SECONDS = 0.2
 SEND_WINDOW_SECONDS = 100.0  # sends of one trigger are spread over about this long
-SLACK_SECONDS = 5.0  # the target: p95 <= trigger + this
+SLACK_SECONDS = 5.0  # the target: p95 <= trigger + this, unless set below
+TARGET_P95_SECONDS = {2.0: 4.0}  # at the 2 s trigger: a record in a query within 4 s (p95)
 START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0
 
@@ -164,8 +166,9 @@ def measure_trigger(trigger: float, count: int, home: Path, rng: random.Random) 
         warm = time.monotonic()
         # One record first so the tables exist and are catalogued: what follows times the steady state.
         backend.stream.put_records([probe_record(-1, "bench-warmup", rng)])
-        table = settings.home / "lake" / SIGNAL_STRENGTH_BY_OPERATOR.prefix
-        _wait(lambda: bool(partitions_on_disk(table)), START_TIMEOUT_SECONDS, "the first batch", job)
+        lake_root = settings.home / "lake"
+        _wait(lambda: bool(table_partitions(lake_root, SIGNAL_STRENGTH_BY_OPERATOR)), START_TIMEOUT_SECONDS,
+              "the first batch", job)
         subprocess.run([sys.executable, "-m", "core.cli", "crawl"], cwd=PROJECT_ROOT, env=_child_env(settings),
                        check=True, stdout=subprocess.DEVNULL)
         warmup_name = R.canonical_name("bench-warmup")
@@ -231,7 +234,7 @@ def _figures(results: list[TriggerResult], total_seconds: float) -> dict[str, An
     figures: dict[str, Any] = {}
     for r in results:
         latencies = [s.latency for s in r.sends if s.latency is not None]
-        target = r.trigger_seconds + SLACK_SECONDS
+        target = TARGET_P95_SECONDS.get(r.trigger_seconds, r.trigger_seconds + SLACK_SECONDS)
         p95 = percentile(latencies, 0.95) if latencies else None
         figures[f"trigger_{r.trigger_seconds:g}s"] = {
             "sends": len(r.sends),
@@ -261,7 +264,11 @@ def _notes(figures: dict[str, Any]) -> list[str]:
         f = figures[f"trigger_{trigger:g}s"]
         verdict = "meets" if f["target_met"] else "MISSES"
         notes.append(f"trigger {trigger:g} s: p50 {f['p50_seconds']} s, p95 {f['p95_seconds']} s over "
-                     f"{f['seen']}/{f['sends']} sends; {verdict} the target p95 <= {f['target_p95_seconds']:g} s.")
+                     f"{f['seen']}/{f['sends']} sends; {verdict} the target p95 <= {f['target_p95_seconds']:g} s. "
+                     f"Batches took {f['batch_ms_median']} ms (median), the job started in "
+                     f"{f['job_startup_seconds']} s; 1-minute load average before/after: "
+                     f"{f['load_average_before_after'][0]}/{f['load_average_before_after'][1]} on {os.cpu_count()} "
+                     "cores (other work on the machine slows the job).")
     notes += [
         "Latency = first sight in `python -m core.cli query signal_by_operator` (in-process, polled every "
         f"{POLL_SECONDS} s; sighting time taken after the query returned) minus the time put_records was called. "
@@ -282,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.freshness", description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=20, help="timed sends per trigger setting (default 20)")
     parser.add_argument("--seed", type=int, default=11, help="random seed of the send offsets")
-    parser.add_argument("--no-record", action="store_true", help="print the figures; do not append to RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print the figures; do not record the run")
     args = parser.parse_args(argv)
     if args.sends < 1:
         parser.error("--sends must be at least 1")

@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2 runs, not 3: 1M records x 2 designs x 3 runs takes 10-13 minutes on 2 cores.
     parser.add_argument("--runs", type=int, default=2, help="runs of each design, alternated (default 2)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the generated records")
-    parser.add_argument("--no-record", action="store_true", help="print the figures; do not append to RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print the figures; do not record the run")
     args = parser.parse_args(argv)
 
     began = time.perf_counter()

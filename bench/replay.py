@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--per-record-rows", type=int, default=2_000,
                         help="first rows of the same CSV sent by the per-record baseline (about 5 ms a call on moto)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
-    parser.add_argument("--no-record", action="store_true", help="print the figures, do not append to RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print the figures, do not record the run")
     parser.add_argument("--local-only", action="store_true",
                         help="measure the local stream only, no Kinesis runs; prints the figures, never records them")
     args = parser.parse_args()

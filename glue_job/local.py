@@ -76,9 +76,12 @@ def read_local_stream(spark: SparkSession, folder: Path, max_files_per_trigger: 
         .load(str(folder))
     )
     envelope = F.from_json(F.col("value"), ENVELOPE_SCHEMA)
+    # A line whose envelope does not parse (a torn write) has no seq: its file and content identify it, so
+    # two such lines are two records to quarantine, not duplicates of one.
+    own_identity = F.concat_ws(":", F.lit("line"), F.input_file_name(), F.sha2(F.col("value"), 256).substr(1, 24))
     return lines.select(envelope.alias("e"), F.col("value")).select(
         F.coalesce(F.col("e.data"), F.col("value")).alias("payload"),
-        F.col("e.seq").alias("stream_seq"),
+        F.coalesce(F.col("e.seq"), own_identity).alias("stream_seq"),
         F.coalesce(transforms.utc_timestamp(F.col("e.arrival")), F.current_timestamp()).alias("arrival_time"),
     )
 

@@ -44,7 +44,9 @@ class StatusTracker:
 
     def __init__(self, lake: LakeFiles, job_name: str) -> None:
         self.lake = lake
-        previous = lake.read_json(STATUS_PATH) or {}
+        previous = lake.read_json(STATUS_PATH)
+        if not isinstance(previous, dict):  # unreadable or of another shape: this run writes it anew
+            previous = {}
         self.document: dict[str, Any] = {
             "job_name": job_name,
             "state": "STARTING",

@@ -153,7 +153,7 @@ class LocalLake:
             with contextlib.closing(cursor):
                 self._create_views(cursor, query.tables, bounds.dt_from, bounds.dt_to)
                 frame = cursor.execute(query.sql, list(values)).df()
-        except duckdb.Error as error:
+        except (duckdb.Error, DeltaError) as error:  # DeltaError: a table's log cannot be read (e.g. a torn commit)
             raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
         return QueryResult(
             name=name,

@@ -69,8 +69,11 @@ def panel_footer(panel: Panel, key: str) -> None:
     scanned = f"{result.bytes_scanned:,} bytes scanned" if result.bytes_scanned is not None else "local files"
     left, right = st.columns([4, 1])
     left.caption(f"Data as of {fmt_time(result.as_of)} · {len(result.frame):,} rows · {result.duration_ms:.0f} ms")
-    right.download_button("CSV", to_safe_csv(result.frame), file_name=f"{result.name}.csv",
-                          mime="text/csv", key=f"csv_{key}", icon=":material/download:")
+    # The CSV is made when clicked: a file made on every refresh was dropped by the server at the next one,
+    # and a click on a page that had not refreshed yet got a 404 (make soak saw 47).
+    frame = result.frame
+    right.download_button("CSV", lambda: to_safe_csv(frame), file_name=f"{result.name}.csv",
+                          mime="text/csv", key=f"csv_{key}", icon=":material/download:", on_click="ignore")
     with st.expander("Query details"):
         st.code(result.sql, language="sql")
         st.caption(f"Parameters: {', '.join(map(str, result.params))}")

@@ -339,7 +339,7 @@ def test_csv_downloads_neutralise_formulas_and_keep_negative_numbers(clean_envir
     original = DeltaGenerator.download_button
 
     def capture(self: DeltaGenerator, label: str, data: object, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        downloads[str(kwargs.get("file_name"))] = str(data)
+        downloads[str(kwargs.get("file_name"))] = str(data() if callable(data) else data)
         return original(self, label, data, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(DeltaGenerator, "download_button", capture)

@@ -24,6 +24,7 @@ write the same table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import time
@@ -44,6 +45,7 @@ from core.config import Settings
 from core.delta_lake import open_table, partition_files
 from core.lake_layout import (
     COVERAGE_GRID,
+    DELTA_LOG,
     GPS_PRECISION_BY_PROVIDER,
     QUARANTINE,
     SIGNAL_STRENGTH_BY_OPERATOR,
@@ -51,6 +53,7 @@ from core.lake_layout import (
     TABLES,
     TABLES_BY_NAME,
     WINDOW_SECONDS,
+    table_uri,
 )
 from glue_job.maintenance import LakeMaintenance
 from glue_job.sink import LakeTables, commit_batch
@@ -304,6 +307,7 @@ class Generated:
     commit_ms: list[float] = field(default_factory=list)  # per batch: commit_batch of the process's tables
     maintenance_ms: list[float] = field(default_factory=list)  # per batch: maybe_run
     versions: dict[str, int] = field(default_factory=dict)  # each table's version at the end
+    log_entries: list[int] = field(default_factory=list)  # the longest log of the process's tables, every 30 batches
     tables: tuple[str, ...] = ()
 
     def add(self, other: Generated) -> None:
@@ -327,7 +331,52 @@ class Generated:
         self.maintenance_ms = ([a + b for a, b in zip(self.maintenance_ms, other.maintenance_ms, strict=True)]
                                if self.maintenance_ms else list(other.maintenance_ms))
         self.versions.update(other.versions)
+        self.log_entries = [max(a, b) for a, b in zip(self.log_entries, other.log_entries, strict=True)] \
+            if self.log_entries else list(other.log_entries)
         self.tables += other.tables
+
+
+class LogClock:
+    """Give each new Delta log entry of the tables the simulated time of its commit as its file time.
+
+    The tables keep `delta.logRetentionDuration` of log: at each checkpoint delta-rs deletes the log
+    entries older than that by their file time. A simulated day passes in minutes, so by real file times
+    the log would keep minutes of the simulation's commits (thousands), not the last minutes of a
+    running job's (every commit and every reader lists the log, so its length is paid on each). With the
+    simulated times the logs are trimmed as a running job's are. Only file times change, never a file.
+    """
+
+    def __init__(self, lake_root: str) -> None:
+        self.lake_root = lake_root
+        self.seen: dict[str, int] = {}
+
+    def start(self, tables: LakeTables, names: Sequence[str], moment: datetime) -> None:
+        """Remember where each table's log is now (creating the table if it is new): entries from here on are
+        stamped. A new table's creation is stamped `moment`: delta-rs keeps every entry from the oldest one
+        inside the retention, so a creation with a real time would keep the whole log."""
+        for name in names:
+            self.seen[name] = tables.table(TABLES_BY_NAME[name]).version()
+            if self.seen[name] == 0:
+                self.seen[name] = -1
+        self.stamp(tables, names, moment)
+
+    def stamp(self, tables: LakeTables, names: Sequence[str], moment: datetime) -> None:
+        """Stamp the log entries (commits and checkpoints) each table made since the last call."""
+        seconds = moment.timestamp()
+        for name in names:
+            spec = TABLES_BY_NAME[name]
+            version = tables.table(spec).version()
+            log = Path(table_uri(self.lake_root, spec)) / DELTA_LOG
+            for number in range(self.seen.get(name, -1) + 1, version + 1):
+                for path in (log / f"{number:020d}.json", log / f"{number:020d}.checkpoint.parquet"):
+                    with contextlib.suppress(FileNotFoundError):  # a checkpoint is written every 100 commits
+                        os.utime(path, (seconds, seconds))
+            self.seen[name] = version
+
+
+def log_entries(lake_root: str, name: str) -> int:
+    """Return the files in a table's Delta log folder (commits, checkpoints): what each commit lists."""
+    return len(os.listdir(Path(table_uri(lake_root, TABLES_BY_NAME[name])) / DELTA_LOG))
 
 
 def _tick(totals: dict[str, float], key: str, started: float) -> float:
@@ -351,6 +400,8 @@ def write_tables(lake_root: str, owned: Sequence[str], load: Load, seed: int, to
     maintenance = LakeMaintenance(tables, config.watermark_minutes, clock=lambda: clock[0],
                                   interval=timedelta(seconds=config.compact_seconds),
                                   vacuum_interval=timedelta(seconds=config.vacuum_seconds))
+    log_clock = LogClock(lake_root)
+    log_clock.start(tables, owned, clock[0])
     words = vocabulary(load, seed)
     names = pa.array(list(owned), pa.string())
     with_quarantine = QUARANTINE.name in owned
@@ -372,6 +423,8 @@ def write_tables(lake_root: str, owned: Sequence[str], load: Load, seed: int, to
         done.batches = batch_id + 1 - first_batch
         # The job commits a batch at the end of its trigger interval, then runs maintenance.
         clock[0] = datetime.fromtimestamp(batch_start + load.trigger_seconds, UTC)
+        log_clock.stamp(tables, owned, clock[0])
+        started = time.perf_counter()
         for run in maintenance.maybe_run():
             done.seconds[run.kind] = done.seconds.get(run.kind, 0.0) + run.seconds
             done.maintenance_runs[run.kind] = done.maintenance_runs.get(run.kind, 0) + 1
@@ -383,6 +436,9 @@ def write_tables(lake_root: str, owned: Sequence[str], load: Load, seed: int, to
                 done.maintenance_errors.append(f"{run.kind} at {run.at.isoformat()}: {run.error}")
         done.maintenance_ms.append((time.perf_counter() - started) * 1000)
         _tick(done.seconds, "maintenance", started)
+        log_clock.stamp(tables, owned, clock[0])
+        if batch_id % 30 == 0:
+            done.log_entries.append(max(log_entries(lake_root, name) for name in owned))
     done.versions = {name: tables.table(TABLES_BY_NAME[name]).version() for name in owned}
     done.seconds["wall"] = time.perf_counter() - began
     return done
@@ -520,6 +576,8 @@ def summary(written: Written) -> dict[str, Any]:
         # Does a commit get dearer as the log grows? The first and the last hour's batches.
         "commit_batch_ms_median_first_last_hour": [round(float(np.median(part)), 1) for part in
                                                    (g.commit_ms[:180], g.commit_ms[-180:]) if part],
+        "log_entries_per_table": {"median": int(np.median(g.log_entries)), "max": max(g.log_entries)}
+        if g.log_entries else None,
         "maintenance_runs": g.maintenance_runs, "partitions_rewritten": g.partitions_rewritten,
         "files_removed_by_rewrites": g.files_removed, "files_added_by_rewrites": g.files_added,
         "files_vacuumed": g.files_vacuumed, "maintenance_errors": g.maintenance_errors[:5],

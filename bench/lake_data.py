@@ -7,8 +7,13 @@ coverage_grid's of one 15-minute window) and its quarantined records, committed 
 glue_job.sink.commit_batch (one Delta append per table, with the batch's app transaction), and after
 each batch glue_job.maintenance.LakeMaintenance.maybe_run(), as glue_job/local.py runs it, on a
 simulated clock that is the batch's commit time (the end of its trigger interval). So the open hour
-is rewritten every 15 files, closed hours end up as one file, and the Delta logs hold what a day of
-the job leaves. Commit times in the logs are the real ones of the generation.
+is rewritten every 15 files and closed hours end up as one file. Commit times in the logs are the real
+ones of the generation; each log entry's file time is its commit's simulated time (LogClock), so delta-rs
+trims the logs at checkpoints to `delta.logRetentionDuration` of simulated time, as a running job's are
+by real time (every commit and every reader lists the log: its length is paid on each).
+
+A day takes about 5 minutes with two workers on a quiet 2-core machine (8 under load): nearly all of it
+the sink's Delta commits (about 17 ms each, five per batch) and the maintenance's rewrites.
 
 Records are never materialised one by one in Python: each batch draws its records' categories and
 values as numpy arrays and groups them with bincount. Generation is seeded (per hour of data): the

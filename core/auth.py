@@ -26,7 +26,7 @@ import jwt
 
 from core.audit import AuditEntry, Outcome
 from core.config import Settings
-from core.errors import PermissionDeniedError
+from core.errors import PermissionDeniedError, SignalStreamError
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -35,6 +35,10 @@ ROLES = (VIEWER, OPERATOR)
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+# What an audit log's append raises when it cannot write: the local file's OSError, the S3 log's translated
+# errors.
+_AUDIT_WRITE_ERRORS = (OSError, SignalStreamError)
 
 
 class AuditLog(Protocol):
@@ -220,12 +224,12 @@ def perform(user: User, action: str, target: str, run: Callable[[], T], audit: A
         reason = f"role {user.role} may not {action}"
         try:
             record("refused", reason)
-        except Exception:  # refused either way; the refusal's entry is lost, say so in the server log
+        except _AUDIT_WRITE_ERRORS:  # refused either way; the refusal's entry is lost, say so in the server log
             log.exception("could not audit the refusal of %s %s for %s", action, target, user.name)
         raise PermissionDeniedError(f"{user.name}: {reason}", next_step="ask an operator")
     try:
         record("requested", detail)
-    except Exception as error:
+    except _AUDIT_WRITE_ERRORS as error:
         log.exception("refused %s %s for %s: the audit log cannot be written", action, target, user.name)
         raise PermissionDeniedError(
             f"the audit log cannot be written, so {action.replace('_', ' ')} {target} did not run "
@@ -246,5 +250,5 @@ def _record_outcome(record: Callable[[Outcome, str], None], outcome: Outcome, re
     # entry is on record; the missing outcome goes to the server log.
     try:
         record(outcome, reason)
-    except Exception:
+    except _AUDIT_WRITE_ERRORS:
         log.exception("could not audit the outcome %s (%s)", outcome, reason)

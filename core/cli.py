@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -169,23 +171,36 @@ def _replay(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     return 1 if summary.failed else 0
 
 
+def _run_local_job(flags: list[str]) -> int:
+    """Run the local job (glue_job/local.py) in a child process until it ends; return its exit code.
+
+    A child, not an import: the job sits above core/ and brings PySpark, which the console never loads.
+    A stop (SIGTERM from the supervisor, Ctrl-C) is passed on, so the job finishes its batch and ends.
+    """
+    job = subprocess.Popen([sys.executable, "-m", "glue_job.local", *flags])
+
+    def forward(signum: int, _frame: object) -> None:
+        job.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return job.wait()
+
+
 RESET_ACTION = "reset_checkpoint_and_start_job"  # the console's name for the same action
 
 
 def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
     reset = bool(getattr(args, "reset_checkpoint", False)) and args.job_command in ("run", "start")
     if args.job_command == "run":
-        try:
-            from glue_job.local import run
-        except ImportError as error:
-            raise InputError(f"the local job needs PySpark ({error.name} is not installed)",
-                             next_step="pip install -r requirements-dev.txt") from None
+        if importlib.util.find_spec("pyspark") is None:
+            raise InputError("the local job needs PySpark, which is not installed", next_step="make install")
+        flags = [*(["--available-now"] if args.available_now else []), *(["--reset-checkpoint"] if reset else [])]
         if reset and not args.supervised:  # a supervised run's reset was audited by `job start`
-            return _audited(backend, RESET_ACTION, settings.job_name,
-                            lambda: run(settings, available_now=args.available_now, reset_checkpoint=True),
+            return _audited(backend, RESET_ACTION, settings.job_name, lambda: _run_local_job(flags),
                             detail="job run --reset-checkpoint from the command line",
                             describe=lambda code: f"the job exited with code {code}")
-        return run(settings, available_now=args.available_now, reset_checkpoint=reset)
+        return _run_local_job(flags)
     if args.job_command == "supervise":
         from core.backends.local_job import supervise
 

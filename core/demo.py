@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from core.backends.base import Stream
 from core.errors import ConfigError, ConflictError, InputError
-from core.replay import ReplayOptions, ReplayProgress, iter_rows, new_replay_id, replay
+from core.replay import ReplayOptions, ReplayProgress, iter_rows, new_replay_id, open_input, replay
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,7 @@ class _InUse:
     """Marks a CSV as read by a replay until closed: a shared lock on the file, and an entry in _IN_USE."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            handle: BinaryIO = path.open("rb")
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a folder, not a CSV file") from None
-        except OSError as error:
-            raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+        handle: BinaryIO = open_input(path, "rb")
         try:
             fcntl.flock(handle, fcntl.LOCK_SH)  # waits for a clean-up deleting it right now
             if os.fstat(handle.fileno()).st_nlink == 0:

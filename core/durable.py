@@ -10,9 +10,10 @@ crash from losing them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -21,16 +22,8 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (creations, renames, deletions) to disk."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (creations, renames, deletions), to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -38,9 +31,24 @@ def _fsync_file(path: Path) -> None:
         os.close(descriptor)
 
 
-def _replace(temporary: Path, path: Path) -> None:
-    os.replace(temporary, path)
-    fsync_folder(path.parent)
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (creations, renames, deletions) to disk."""
+    _fsync(folder)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; once the block is done, put it at path and flush the folder.
+
+    A block that raises (an interrupt included) leaves the target as it was and no temporary file.
+    """
+    temporary = temporary_path(path)
+    with contextlib.ExitStack() as unless_replaced:
+        unless_replaced.callback(temporary.unlink, missing_ok=True)
+        yield temporary
+        os.replace(temporary, path)
+        fsync_folder(path.parent)
+        unless_replaced.pop_all()
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -49,30 +57,20 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     For writers that need a path of their own (pyarrow's file system); plain bytes go through
     write_bytes_atomically, which fsyncs through the descriptor it wrote with.
     """
-    temporary = temporary_path(path)
-    try:
+    with _replacing(path) as temporary:
         write(temporary)
-        _fsync_file(temporary)
-        _replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        _fsync(temporary)
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     """Write data at path durably: readers and a crash see the old file or the new one, never a part."""
-    temporary = temporary_path(path)
-    try:
+    with _replacing(path) as temporary:
         # O_EXCL: the name is ours alone. 0o666 before the umask: the permissions a plain open() gives.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        _replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_text_atomically(path: Path, text: str) -> None:

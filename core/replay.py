@@ -148,16 +148,21 @@ class _Lines:
         self._handed_back = text
 
 
-def _open_csv(path: Path) -> tuple[_Lines, Any]:
+def open_input(path: Path, mode: str = "r", **options: Any) -> Any:
+    """Open a CSV a user named; a missing, folder or unreadable path is an InputError that says which."""
     try:
-        # newline="": lines end at \r, \n or \r\n, as the csv module ends rows.
-        handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+        return path.open(mode, **options)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not a CSV file") from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def _open_csv(path: Path) -> tuple[_Lines, Any]:
+    # newline="": lines end at \r, \n or \r\n, as the csv module ends rows.
+    handle = open_input(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
     lines = _Lines(handle)
     return lines, csv.reader(lines)
 

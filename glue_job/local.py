@@ -7,6 +7,7 @@ Glue's forEachBatch (persist the batch, count it, skip it when empty). Run it th
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -167,5 +168,16 @@ def run(settings: Settings, *, available_now: bool = False, cores: str = "*", ma
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m glue_job.local [--available-now] [--reset-checkpoint]`: what `core.cli job run` starts."""
+    parser = argparse.ArgumentParser(prog="python -m glue_job.local", description="the local streaming job")
+    parser.add_argument("--available-now", action="store_true", help="process what is in the stream, then exit")
+    parser.add_argument("--reset-checkpoint", action="store_true", help="start on a new checkpoint (audited by "
+                        "the CLI that starts this)")
+    args = parser.parse_args(argv)
+    return run(Settings.from_env(os.environ), available_now=args.available_now,
+               reset_checkpoint=args.reset_checkpoint)
+
+
 if __name__ == "__main__":
-    sys.exit(run(Settings.from_env(os.environ)))
+    sys.exit(main())

@@ -99,26 +99,17 @@ class LocalLake:
                 self._tables[spec.name] = table
             return table
 
-    def _files(self, spec: TableSpec, dt_from: str, dt_to: str) -> list[str]:
-        table = self._snapshot(spec)
-        if table is None:
-            return []
-        with self._table_locks[spec.name]:
-            return table.file_uris(file_pruning_predicate=[("dt", ">=", dt_from), ("dt", "<=", dt_to)])
-
-    def _create_views(self, cursor: duckdb.DuckDBPyConnection, tables: tuple[str, ...], dt_from: str,
-                      dt_to: str) -> None:
+    def _create_views(self, cursor: duckdb.DuckDBPyConnection, snapshots: Mapping[str, DeltaTable],
+                      dt_from: str, dt_to: str) -> None:
         """Point the tables' names, in this cursor, at their snapshot's files in [dt_from, dt_to].
 
         The views are TEMP views: they belong to this cursor alone and hide the connection's empty views
-        of the same names. A table the catalog does not know, or one without files, keeps the empty view.
+        of the same names. A table without a snapshot here, or without files, keeps the empty view.
         """
-        catalogued = self.catalog.tables()
-        for name in tables:
-            if name not in catalogued:
-                continue
+        for name, table in snapshots.items():
             spec = TABLES_BY_NAME[name]
-            files = self._files(spec, dt_from, dt_to)
+            with self._table_locks[name]:
+                files = table.file_uris(file_pruning_predicate=[("dt", ">=", dt_from), ("dt", "<=", dt_to)])
             if not files:
                 continue
             # Every file of a table has its schema, so no union_by_name: it would read every file's footer.
@@ -150,15 +141,18 @@ class LocalLake:
         started = time.perf_counter()
         cursor = self._new_cursor()
         try:
+            # One snapshot per table: the views read it and the as-of time is its newest commit.
+            snapshots = {t: table for t in query.tables if t in catalogued
+                         and (table := self._snapshot(TABLES_BY_NAME[t])) is not None}
             with contextlib.closing(cursor):
-                self._create_views(cursor, query.tables, bounds.dt_from, bounds.dt_to)
+                self._create_views(cursor, snapshots, bounds.dt_from, bounds.dt_to)
                 frame = cursor.execute(query.sql, list(values)).df()
         except (duckdb.Error, DeltaError) as error:  # DeltaError: a table's log cannot be read (e.g. a torn commit)
             raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error
         return QueryResult(
             name=name,
             frame=frame,
-            as_of=self._as_of(query.tables),
+            as_of=self._as_of(snapshots),
             sql=query.sql,
             params=values,
             query_id=f"local-{uuid.uuid4().hex[:12]}",
@@ -166,15 +160,14 @@ class LocalLake:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _newest_commit_at(self, spec: TableSpec) -> datetime | None:
-        table = self._snapshot(spec)
+    def _newest_commit_at(self, name: str, table: DeltaTable | None) -> datetime | None:
         if table is None or table.version() == 0:  # version 0 is the empty table's creation
             return None
-        with self._table_locks[spec.name]:
+        with self._table_locks[name]:
             return newest_commit(table).time
 
-    def _as_of(self, tables: tuple[str, ...]) -> datetime | None:
-        newest = [self._newest_commit_at(TABLES_BY_NAME[t]) for t in tables]
+    def _as_of(self, snapshots: Mapping[str, DeltaTable]) -> datetime | None:
+        newest = [self._newest_commit_at(name, table) for name, table in snapshots.items()]
         known = [n for n in newest if n is not None]
         return min(known) if known else None
 
@@ -191,7 +184,7 @@ class LocalLake:
             known = set(catalogued.get(spec.name, {}).get("partitions", []))
             result.append(TableFreshness(
                 table=spec.name,
-                newest_file_at=self._newest_commit_at(spec),
+                newest_file_at=self._newest_commit_at(spec.name, table),
                 files=sum(files.values()),
                 partitions=len(files),
                 catalogued=spec.name in catalogued,

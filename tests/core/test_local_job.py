@@ -57,6 +57,10 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[A
 def unrelated() -> Iterator[subprocess.Popen[bytes]]:
     """A live process that is not ours to signal."""
     process = subprocess.Popen(["sleep", "30"])
+    # Popen can return before the child has exec'ed `sleep` (its command line is empty for a moment).
+    deadline = time.monotonic() + 5
+    while command_line(process.pid) != "sleep 30" and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield process
     process.kill()
     process.wait(5)

@@ -18,13 +18,7 @@ from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any, NamedTuple, overload
 
-from core.backends.base import (
-    MAX_BYTES_PER_PUT,
-    MAX_BYTES_PER_RECORD,
-    MAX_RECORDS_PER_PUT,
-    FailedRecord,
-    PutResult,
-)
+from core.domain import MAX_BYTES_PER_PUT, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_PUT, FailedRecord, PutResult
 
 # One encoder for every record: json.dumps with non-default options builds a new encoder per call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

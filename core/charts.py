@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from core.backends.base import BatchProgress
+from core.domain import BatchProgress
 from core.records import UNKNOWN, canonical_name
 
 NO_DATA = "No data in this time range"

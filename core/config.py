@@ -13,11 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from core import job_defaults
 from core.errors import ConfigError
+from core.job_defaults import MIN_WATERMARK_MINUTES
 from core.records import FUTURE_TOLERANCE
-
-# Twice the clock-skew tolerance, so a record from a fast clock never makes on-time records late.
-MIN_WATERMARK_MINUTES = 2 * int(FUTURE_TOLERANCE.total_seconds() // 60) + 1
 
 # An Application Load Balancer's ARN; its region names the endpoint of the keys the ALB signs with.
 ALB_ARN = re.compile(r"arn:aws[a-z-]*:elasticloadbalancing:(?P<region>[a-z0-9-]+):\d{12}:"
@@ -38,13 +37,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_BACKEND", "backend", "local", "`local` (embedded: PySpark, DuckDB, files) or `aws`"),
     SettingSpec("SIGNAL_HOME", "home", ".signal_stream", "local data folder: stream, lake, catalog, job state"),
     SettingSpec("SIGNAL_STREAM_NAME", "stream_name", "mobile_coverage_logs", "stream the producer writes to"),
-    SettingSpec("SIGNAL_DATABASE", "database", "mobile_network_aggregations", "catalog database of the tables"),
+    SettingSpec("SIGNAL_DATABASE", "database", job_defaults.DATABASE, "catalog database of the tables"),
     SettingSpec("SIGNAL_JOB_NAME", "job_name", "etl_streaming_mobile_logs", "name of the streaming job"),
-    SettingSpec("SIGNAL_TRIGGER_SECONDS", "trigger_seconds", "20", "micro-batch trigger interval of the job"),
-    SettingSpec("SIGNAL_WATERMARK_MINUTES", "watermark_minutes", "10", "how late a record may arrive (at least 5)"),
+    SettingSpec("SIGNAL_TRIGGER_SECONDS", "trigger_seconds", job_defaults.TRIGGER_SECONDS,
+                "micro-batch trigger interval of the job"),
+    SettingSpec("SIGNAL_WATERMARK_MINUTES", "watermark_minutes", job_defaults.WATERMARK_MINUTES,
+                "how late a record may arrive (at least 5)"),
     SettingSpec("SIGNAL_MAX_FILES_PER_BATCH", "max_files_per_batch", "200",
                 "local stream: at most this many stream files (each <= 500 records) per micro-batch"),
-    SettingSpec("SIGNAL_GRID_DEGREES", "grid_degrees", "0.01", "cell size of coverage_grid in degrees"),
+    SettingSpec("SIGNAL_GRID_DEGREES", "grid_degrees", job_defaults.GRID_DEGREES,
+                "cell size of coverage_grid in degrees"),
     SettingSpec("SIGNAL_COMPACT_SECONDS", "compact_seconds", "60",
                 "local job: compact the lake's partitions that are due at most this often"),
     SettingSpec("SIGNAL_VACUUM_SECONDS", "vacuum_seconds", "600",

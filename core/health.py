@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from core.backends.base import Backend, JobStatus, StreamHealth, TableFreshness
+from core.backends.base import Backend
 from core.backends.job_status import job_status_to_dict
+from core.domain import JobStatus, StreamHealth, TableFreshness
 from core.lake_layout import QUARANTINE_TABLE
 
 

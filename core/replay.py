@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from core import records as R
-from core.backends.base import MAX_RECORDS_PER_PUT, Stream
+from core.backends.base import Stream
 from core.batching import EncodedRecords, RecordTemplate, escape_json_text
+from core.domain import MAX_RECORDS_PER_PUT
 from core.errors import InputError
 
 TimeMode = Literal["live", "recorded"]

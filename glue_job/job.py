@@ -31,8 +31,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
+from core import job_defaults
+from core.job_defaults import MIN_WATERMARK_MINUTES
 from core.lake_layout import CHECKPOINTS_PREFIX
-from core.records import FUTURE_TOLERANCE
 from glue_job import app_identity, transforms
 from glue_job.lake_files import LakeFiles
 from glue_job.maintenance import LakeMaintenance
@@ -40,23 +41,21 @@ from glue_job.sink import LakeTables, write_batch
 from glue_job.status import StatusTracker
 
 REQUIRED_ARGS: tuple[str, ...] = ("JOB_NAME", "stream_arn", "lake_uri")
-# The defaults of core/config.py (the package for Glue does not carry it); a test keeps them equal.
+# The settings' defaults, from the one module both read (core/job_defaults.py ships in the package).
 # Starting position: the Kinesis default is LATEST, which silently skips whatever the producer sent
 # before the job's first micro-batch (Glue takes a minute or more to start, and a replay may already
 # be running). TRIM_HORIZON reads the stream's whole retention on the first start instead: nothing
 # is lost, a record read twice is de-duplicated by record_id, and late ones are counted. It only
 # applies without a checkpoint; afterwards the checkpoint decides where reading resumes.
 OPTIONAL_ARGS: dict[str, str] = {
-    "database": "mobile_network_aggregations",
-    "trigger_seconds": "20",
-    "watermark_minutes": "10",
-    "grid_degrees": "0.01",
+    "database": job_defaults.DATABASE,
+    "trigger_seconds": job_defaults.TRIGGER_SECONDS,
+    "watermark_minutes": job_defaults.WATERMARK_MINUTES,
+    "grid_degrees": job_defaults.GRID_DEGREES,
     "starting_position": "TRIM_HORIZON",
     # An operator's choice for one run, never a default argument (glue_job/app_identity.py).
     "reset_checkpoint": "false",
 }
-# Same rule as core.config.MIN_WATERMARK_MINUTES: the watermark must outlast the future tolerance.
-MIN_WATERMARK_MINUTES = 2 * int(FUTURE_TOLERANCE.total_seconds() // 60) + 1
 STARTING_POSITIONS = ("LATEST", "TRIM_HORIZON", "EARLIEST")
 STARTING_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$"
 

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JOB_MODULES: tuple[str, ...] = (
     "core/__init__.py",
     "core/records.py",
+    "core/job_defaults.py",
     "core/lake_layout.py",
     "core/delta_lake.py",
     "core/durable.py",

@@ -242,7 +242,6 @@ TABLE_METRICS: dict[str, tuple[str, ...]] = {
 _KEY_COLUMNS = ("operator", "network", "provider", "postal_code", "status", "description", *GRID_KEYS)
 _METRIC_COLUMNS = ("signal_sum", "signal_count", "signal_min", "signal_max", "precision_sum", "precision_count",
                    "satellites_sum", "satellites_count", "record_count")
-_ANY_GRID = 1.0  # the grid only shapes coverage_grid's keys
 
 
 def aggregate_tables(records: DataFrame, grid_degrees: float) -> DataFrame:
@@ -310,26 +309,6 @@ def table_rows(aggregates: DataFrame, table: str, batch_id: int) -> DataFrame:
         "window_start", "window_end", *TABLE_KEYS[table], *TABLE_METRICS[table],
         F.lit(batch_id).cast(T.LongType()).alias("batch_id"), "dt", "hr",
     )
-
-
-def signal_strength_by_operator(records: DataFrame, batch_id: int) -> DataFrame:
-    """Return partial signal aggregates per 1-minute window, operator and network."""
-    return table_rows(aggregate_tables(records, _ANY_GRID), SIGNAL_STRENGTH_BY_OPERATOR.name, batch_id)
-
-
-def gps_precision_by_provider(records: DataFrame, batch_id: int) -> DataFrame:
-    """Return partial GPS precision and satellite aggregates per 1-minute window and provider."""
-    return table_rows(aggregate_tables(records, _ANY_GRID), GPS_PRECISION_BY_PROVIDER.name, batch_id)
-
-
-def status_count(records: DataFrame, batch_id: int) -> DataFrame:
-    """Return record counts per 1-minute window, postal code, status and description."""
-    return table_rows(aggregate_tables(records, _ANY_GRID), STATUS_COUNT.name, batch_id)
-
-
-def coverage_grid(records: DataFrame, batch_id: int, grid_degrees: float) -> DataFrame:
-    """Return signal aggregates per coverage window, grid cell (south-west corner) and operator."""
-    return table_rows(aggregate_tables(records, grid_degrees), COVERAGE_GRID.name, batch_id)
 
 
 def quarantined(records: DataFrame) -> DataFrame:

@@ -22,8 +22,9 @@ import streamlit as st
 
 from core.auth import User, resolve_user
 from core.backends import build_backend
-from core.backends.base import AuditTrail, Backend, CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
+from core.backends.base import AuditTrail, Backend
 from core.config import Settings
+from core.domain import CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
 from core.errors import ConfigError, SignalStreamError
 
 RANGES: dict[str, timedelta] = {

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from core.backends.base import BatchProgress, JobStatus, MaintenanceRun
+from core.domain import BatchProgress, JobStatus
+from core.lake_layout import MaintenanceRun
 
 
 def _time(value: Any) -> datetime | None:

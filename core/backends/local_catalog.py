@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
-from core.backends.base import CrawlerState
 from core.backends.processes import pid_alive
 from core.delta_lake import open_table
+from core.domain import CrawlerState
 from core.durable import write_text_atomically
 from core.errors import BackendError, ConflictError, NotFoundError
 from core.lake_layout import PARTITION_KEYS, TABLES, TableSpec, partition_name

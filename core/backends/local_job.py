@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import JobStatus
 from core.backends.job_status import (
     UnreadableDocument,
     job_status_from_document,
@@ -35,6 +34,7 @@ from core.backends.job_status import (
 )
 from core.backends.processes import command_line, pid_alive, start_time
 from core.config import Settings
+from core.domain import JobStatus
 from core.durable import write_text_atomically
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
 

@@ -30,9 +30,9 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from core import queries
-from core.backends.base import QueryResult, TableFreshness
 from core.backends.local_catalog import LocalCatalog, sql_type, table_partitions
 from core.delta_lake import newest_commit, open_table, partition_files
+from core.domain import QueryResult, TableFreshness
 from core.errors import NotFoundError, QueryError
 from core.lake_layout import TABLES, TABLES_BY_NAME, TableSpec
 

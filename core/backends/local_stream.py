@@ -16,8 +16,8 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import PutResult, StreamHealth
 from core.batching import Entry, EntryError, put_with_retries
+from core.domain import PutResult, StreamHealth
 from core.durable import write_text_atomically
 
 LAST_PUT_MARKER = ".last_put"

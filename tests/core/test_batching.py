@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from core.backends.base import MAX_BYTES_PER_PUT, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_PUT
 from core.batching import (
     EncodedRecords,
     Entry,
@@ -18,6 +17,7 @@ from core.batching import (
     escape_json_text,
     put_with_retries,
 )
+from core.domain import MAX_BYTES_PER_PUT, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_PUT
 
 MIB = 1024 * 1024
 THROTTLED = EntryError("ProvisionedThroughputExceededException", "slow down", retryable=True)

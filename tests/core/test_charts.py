@@ -14,7 +14,7 @@ import plotly.io as pio
 import pytest
 
 from core import charts
-from core.backends.base import BatchProgress
+from core.domain import BatchProgress
 
 T0 = datetime(2026, 11, 28, 10, 0)
 

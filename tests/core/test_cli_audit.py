@@ -15,8 +15,8 @@ import pytest
 from core import cli
 from core.audit import FileAuditLog
 from core.backends import build_backend
-from core.backends.base import CrawlerState, JobStatus
 from core.config import Settings
+from core.domain import CrawlerState, JobStatus
 
 USER = f"cli:{getpass.getuser()}"
 JOB = "etl_streaming_mobile_logs"

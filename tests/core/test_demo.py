@@ -15,9 +15,9 @@ import pytest
 
 # `annotations` by module: the name clashes with `from __future__ import annotations`.
 from core import demo
-from core.backends.base import PutResult, StreamHealth
 from core.backends.local_stream import LocalStream
 from core.demo import KEEP_UPLOADS, ReplayManager, ReplayRecord, save_upload
+from core.domain import PutResult, StreamHealth
 from core.errors import ConflictError, InputError
 from core.records import SOURCE_FIELDS
 from core.replay import ReplayOptions, ReplayProgress

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.backends.base import BatchProgress, JobStatus, StreamHealth, TableFreshness
+from core.domain import BatchProgress, JobStatus, StreamHealth, TableFreshness
 from core.health import Level, Thresholds, describe_age, freshness_chain, worst
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

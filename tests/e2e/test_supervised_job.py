@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.backends.base import JobStatus
 from core.backends.local import build_local_backend
 from core.config import Settings
+from core.domain import JobStatus
 from core.replay import ReplayOptions, replay
 from tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,15 +92,15 @@ def test_parse_records_keeps_one_row_per_payload_and_the_raw_payload_of_quaranti
     assert_equal(actual, expected)
 
 
-AGGREGATES: dict[str, Callable[[DataFrame, int], DataFrame]] = {
-    "signal_strength_by_operator": transforms.signal_strength_by_operator,
-    "gps_precision_by_provider": transforms.gps_precision_by_provider,
-    "status_count": transforms.status_count,
-    "coverage_grid": lambda records, batch_id: transforms.coverage_grid(records, batch_id, GRID),
-}
+def table_of(name: str, records: DataFrame, batch_id: int = BATCH_ID, grid: float = GRID) -> DataFrame:
+    """Return one table's rows of the job's aggregation, as the sink takes them."""
+    return transforms.table_rows(transforms.aggregate_tables(records, grid), name, batch_id)
 
 
-@pytest.mark.parametrize("name", list(AGGREGATES))
+AGGREGATES = ("signal_strength_by_operator", "gps_precision_by_provider", "status_count", "coverage_grid")
+
+
+@pytest.mark.parametrize("name", AGGREGATES)
 def test_window_columns_of_every_aggregate(spark: SparkSession, name: str) -> None:
     located = {"lat": "40.4", "long": "-3.7", "operator": "movistar", "signal": "-80"}
     records = usable(spark, [
@@ -111,7 +110,7 @@ def test_window_columns_of_every_aggregate(spark: SparkSession, name: str) -> No
         {"event_time": "2024-05-01T23:59:30Z", **located},  # window ends the next day: dt/hr from its start
     ], arrival="2024-05-02 00:00:00")
 
-    actual = AGGREGATES[name](records, BATCH_ID).select("window_start", "window_end", "batch_id", "dt", "hr")
+    actual = table_of(name, records).select("window_start", "window_end", "batch_id", "dt", "hr")
 
     # coverage_grid sums 15-minute windows, the others 1-minute ones.
     first, last = ("09:45", "23:45") if name == "coverage_grid" else ("09:59", "23:59")
@@ -137,7 +136,7 @@ def test_signal_strength_by_operator(spark: SparkSession) -> None:
         {"hour": "10:01:00", "operator": "movistar", "network": "Movistar", "signal": "-60"},
     ])
 
-    actual = transforms.signal_strength_by_operator(records, BATCH_ID)
+    actual = table_of("signal_strength_by_operator", records)
 
     w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:01:00"))
     w1 = (ts("2024-05-01 10:01:00"), ts("2024-05-01 10:02:00"))
@@ -163,7 +162,7 @@ def test_gps_precision_by_provider(spark: SparkSession) -> None:
         {"hour": "10:00:30", "provider": "", "precission": "10"},
     ])
 
-    actual = transforms.gps_precision_by_provider(records, BATCH_ID)
+    actual = table_of("gps_precision_by_provider", records)
 
     w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:01:00"))
     partition = (BATCH_ID, "2024-05-01", "10")
@@ -188,7 +187,7 @@ def test_status_count(spark: SparkSession) -> None:
         {"hour": "10:01:30", "postal_code": "28013", "status": "1", "description": "ok"},
     ])
 
-    actual = transforms.status_count(records, BATCH_ID)
+    actual = table_of("status_count", records)
 
     w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:01:00"))
     w1 = (ts("2024-05-01 10:01:00"), ts("2024-05-01 10:02:00"))
@@ -216,7 +215,7 @@ def test_coverage_grid_cells_and_rows_without_a_position(spark: SparkSession) ->
         {"hour": "10:00:30", "operator": "movistar", "lat": "999", "long": "-3.70379", "signal": "-50"},  # off range
     ])
 
-    actual = transforms.coverage_grid(records, BATCH_ID, GRID)
+    actual = table_of("coverage_grid", records)
 
     w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:15:00"))  # one 15-minute coverage window
     partition = (BATCH_ID, "2024-05-01", "10")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from core.backends.base import QueryResult
+from core.domain import QueryResult
 from core.errors import QueryError
 from ui import context
 

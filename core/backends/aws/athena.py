@@ -45,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from core import queries
 from core.backends.aws.clients import new_client
 from core.backends.aws.errors import aws_errors, redact, translate
-from core.backends.base import QueryResult, TableFreshness
+from core.domain import QueryResult, TableFreshness
 from core.errors import (
     BackendError,
     ConfigError,

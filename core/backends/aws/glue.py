@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 
 from core.backends.aws.clients import new_client
 from core.backends.aws.errors import aws_errors
-from core.backends.base import CrawlerState, JobStatus
 from core.backends.job_status import job_status_from_document
+from core.domain import CrawlerState, JobStatus
 from core.errors import BackendError, ConflictError, NotFoundError
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE
 

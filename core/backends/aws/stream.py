@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 
 from core.backends.aws.clients import new_client
 from core.backends.aws.errors import THROTTLED, aws_errors
-from core.backends.base import PutResult, StreamHealth
 from core.batching import Entry, EntryError, put_with_retries
+from core.domain import PutResult, StreamHealth
 from core.errors import BackendError
 
 # Per-entry codes worth re-sending; anything else (KMS key disabled, access denied...) fails for good.

@@ -20,8 +20,8 @@ from botocore.stub import Stubber
 
 from core import records as R
 from core.backends.aws.stream import KinesisStream
-from core.backends.base import PutResult, StreamHealth
 from core.batching import encode
+from core.domain import PutResult, StreamHealth
 from core.errors import NotFoundError, PermissionDeniedError
 from core.replay import replay
 from tests.conftest import SAMPLE_CSV

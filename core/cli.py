@@ -1,8 +1,9 @@
-"""Command line: `python -m core.cli replay|job|crawl|query|status` (see README).
+"""Command line: `python -m core.cli replay|job|crawl|query|status|alerts` (see README).
 
 Commands that change the pipeline (`replay`, `job start|stop`, `crawl`, `--reset-checkpoint`) go through
 core.auth.perform as the OS user (`cli:<user>`): audited before they run, refused when that cannot be
-written, and their outcome recorded, like the console's actions.
+written, and their outcome recorded, like the console's actions. `alerts` changes nothing in the
+pipeline (it reads it and notifies people), so it is not audited.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from core import health, queries
+from core import alerts, health, queries
 from core.auth import OPERATOR, User, perform
 from core.backends import build_backend
 from core.backends.base import Backend
@@ -86,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = job.add_parser("run", help="run the job in the foreground")
     run.add_argument("--available-now", action="store_true", help="process what is in the stream, then exit")
     run.add_argument("--reset-checkpoint", action="store_true", help=reset_help)
-    run.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # audited by `job start`
     start = job.add_parser("start", help="start the supervised job in the background")
     start.add_argument("--reset-checkpoint", action="store_true", help=reset_help)
     job.add_parser("stop", help="stop the background job")
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = commands.add_parser("status", help="the health snapshot the console shows")
     s.add_argument("--json", action="store_true")
+
+    alert = commands.add_parser("alerts", help="the alert rules, their loop and their log").add_subparsers(
+        dest="alerts_command", required=True, parser_class=_Parser)
+    run_alerts = alert.add_parser("run", help="evaluate the rules once per trigger; log and post firings and "
+                                  "resolutions (until Ctrl-C or SIGTERM)")
+    run_alerts.add_argument("--once", action="store_true", help="evaluate once, then exit")
+    listing = alert.add_parser("list", help="the firing alerts and the alert log's newest events")
+    listing.add_argument("--limit", type=_count, default=20, help="events to show (default 20)")
+    listing.add_argument("--json", action="store_true")
+    alert.add_parser("rules", help="the rules and their thresholds")
     return parser
 
 
@@ -196,7 +207,7 @@ def _job(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
         if importlib.util.find_spec("pyspark") is None:
             raise InputError("the local job needs PySpark, which is not installed", next_step="make install")
         flags = [*(["--available-now"] if args.available_now else []), *(["--reset-checkpoint"] if reset else [])]
-        if reset and not args.supervised:  # a supervised run's reset was audited by `job start`
+        if reset:
             return _audited(backend, RESET_ACTION, settings.job_name, lambda: _run_local_job(flags),
                             detail="job run --reset-checkpoint from the command line",
                             describe=lambda code: f"the job exited with code {code}")
@@ -275,6 +286,79 @@ def _status(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
     return 0
 
 
+def _log(text: str) -> None:
+    print(f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def _run_alerts(monitor: alerts.AlertMonitor, interval: float, stop: threading.Event, *, once: bool) -> None:
+    """Evaluate every `interval` seconds until `stop` is set; an evaluation that fails is logged, not fatal."""
+    if monitor.start_problem:
+        _log(f"starting afresh: {monitor.start_problem}")
+    reported: tuple[str, ...] = ()
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            evaluation = monitor.evaluate()
+        except (SignalStreamError, OSError) as error:  # the loop outlives a full disk or an unreadable file
+            _log(f"evaluation failed: {error}")
+        else:
+            for event in evaluation.events:
+                print(f"{event.time.strftime('%Y-%m-%d %H:%M:%S')} {alerts.message(event)}", flush=True)
+            if evaluation.problems != reported:  # once per change, not every trigger
+                reported = evaluation.problems
+                for problem in reported:
+                    _log(f"not judged: {problem}")
+            if evaluation.delivery_error:
+                _log(f"webhook post failed, retried at the next evaluation: {evaluation.delivery_error}")
+        if once:
+            return
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _alerts(args: argparse.Namespace, settings: Settings, backend: Backend) -> int:
+    if args.alerts_command == "rules":
+        thresholds = alerts.Thresholds.from_settings(settings)
+        for rule in alerts.RULES:
+            print(f"{rule.name}: {rule.description}")
+        webhook = "set" if settings.alert_webhook else "not set"
+        print(f"thresholds: {json.dumps(thresholds.__dict__)}; webhook {webhook}")
+        return 0
+    if args.alerts_command == "list":
+        firing = alerts.firing_alerts(settings.home)
+        recent = alerts.recent_alerts(settings.home, args.limit)
+        if args.json:
+            print(json.dumps({
+                "evaluated_at": firing.evaluated_at.isoformat() if firing.evaluated_at else None,
+                "firing": [{**a.__dict__, "since": a.since.isoformat()} for a in firing],
+                "recent": [event.to_dict() for event in recent], "skipped_lines": recent.skipped,
+            }, indent=1))
+            return 0
+        evaluated = firing.evaluated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if firing.evaluated_at else "never"
+        print(f"{len(firing)} firing (last evaluated {evaluated})")
+        for alert in firing:
+            print(f"  [{alert.severity}] {alert.key} since {alert.since:%Y-%m-%d %H:%M:%S}: {alert.summary}")
+        for event in recent:
+            print(f"  {event.time:%Y-%m-%d %H:%M:%S} {event.kind:>8} {event.key}: {event.summary}")
+        if recent.skipped:
+            print(f"  ({recent.skipped} unreadable line(s) of the alert log skipped)")
+        return 0
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    # `make run` stops its background loop with SIGTERM; the evaluation under way finishes first.
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with alerts.loop_lock(settings.home):
+        monitor = alerts.AlertMonitor(settings, backend)
+        _log(f"alerts: {len(monitor.rules)} rules every {settings.trigger_seconds:g} s, webhook "
+             f"{'set' if settings.alert_webhook else 'not set'}, log {monitor.log_path}")
+        _run_alerts(monitor, settings.trigger_seconds, stop, once=args.once)
+    _log("alerts: stopped")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every error is one line on stderr and a non-zero exit code."""
     try:
@@ -289,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _crawl(args, backend)
         if args.command == "query":
             return _query(args, backend)
+        if args.command == "alerts":
+            return _alerts(args, settings, backend)
         return _status(args, settings, backend)
     except SignalStreamError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -83,6 +84,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_ATHENA_WORKGROUP", "athena_workgroup", "signal_stream",
                 "aws: Athena workgroup (enforces the result location and a bytes-scanned limit)"),
     SettingSpec("SIGNAL_ATHENA_TIMEOUT_SECONDS", "athena_timeout_seconds", "60", "aws: give up on a query after this"),
+    SettingSpec("SIGNAL_ALERT_WEBHOOK", "alert_webhook", "", "http(s) URL that `alerts run` posts each firing and "
+                "resolved alert to, as Slack-compatible JSON (`{\"text\": ...}`); empty: the alert log only"),
+    SettingSpec("SIGNAL_ALERT_STALE_SECONDS", "alert_stale_seconds", "300",
+                "alert when a hop of the freshness chain (last record sent, stream backlog, newest lake commit) is "
+                "older than this, or the catalog or a starting job stays unready this long"),
+    SettingSpec("SIGNAL_ALERT_QUARANTINE_PERCENT", "alert_quarantine_percent", "5",
+                "alert when more than this percent of the job's input of the last 5 minutes was quarantined"),
+    SettingSpec("SIGNAL_ALERT_LATE_PERCENT", "alert_late_percent", "5",
+                "alert when more than this percent of the job's input of the last 5 minutes came too late "
+                "(behind the watermark)"),
+    SettingSpec("SIGNAL_ALERT_SIGNAL_DROP", "alert_signal_drop", "5",
+                "alert when an operator's average signal (raw units) over the last hour is this much below the "
+                "hour before"),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -105,6 +119,13 @@ def _parse_positive(env: str, raw: str, kind: Callable[[str], Any]) -> Any:
         raise ConfigError(f"{env}={raw!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{env}={raw!r} must be a finite number greater than 0")
+    return value
+
+
+def _parse_percent(env: str, raw: str) -> float:
+    value: float = _parse_positive(env, raw, float)
+    if value > 100:
+        raise ConfigError(f"{env}={raw!r} is a percent: at most 100")
     return value
 
 
@@ -143,6 +164,11 @@ class Settings:
     lake_prefix: str
     athena_workgroup: str
     athena_timeout_seconds: float
+    alert_webhook: str
+    alert_stale_seconds: float
+    alert_quarantine_percent: float
+    alert_late_percent: float
+    alert_signal_drop: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -188,6 +214,16 @@ class Settings:
         if backend == "aws" and not raw["lake_bucket"]:
             raise ConfigError("SIGNAL_LAKE_BUCKET is required with SIGNAL_BACKEND=aws",
                               next_step="set it to the bucket the CloudFormation stack created")
+        webhook = raw["alert_webhook"]
+        parsed = urllib.parse.urlsplit(webhook)
+        if webhook and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+            # The URL is a secret (whoever has it can post to the channel): never echoed back.
+            raise ConfigError("SIGNAL_ALERT_WEBHOOK is not an http(s) URL",
+                              next_step="set it to the incoming webhook's URL, e.g. https://hooks.example.com/...")
+        quarantine_percent, late_percent = (
+            _parse_percent(name, raw[field]) for name, field in (
+                ("SIGNAL_ALERT_QUARANTINE_PERCENT", "alert_quarantine_percent"),
+                ("SIGNAL_ALERT_LATE_PERCENT", "alert_late_percent")))
         return cls(
             backend=backend,
             home=Path(raw["home"] or ".signal_stream").expanduser(),
@@ -221,6 +257,11 @@ class Settings:
             athena_workgroup=raw["athena_workgroup"],
             athena_timeout_seconds=_parse_positive("SIGNAL_ATHENA_TIMEOUT_SECONDS", raw["athena_timeout_seconds"],
                                                    float),
+            alert_webhook=webhook,
+            alert_stale_seconds=_parse_positive("SIGNAL_ALERT_STALE_SECONDS", raw["alert_stale_seconds"], float),
+            alert_quarantine_percent=quarantine_percent,
+            alert_late_percent=late_percent,
+            alert_signal_drop=_parse_positive("SIGNAL_ALERT_SIGNAL_DROP", raw["alert_signal_drop"], float),
         )
 
     @property

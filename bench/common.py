@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -198,3 +202,46 @@ def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - started, result
+
+
+# --- a console server started by a benchmark ----------------------------------------------------
+
+def free_port() -> int:
+    """Return a free TCP port on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(base_url: str, server: subprocess.Popen[bytes], timeout: float = 90.0,
+                 log_tail: Callable[[], str] = str) -> None:
+    """Wait until Streamlit answers its health check; a failure carries `log_tail()`, the server's last output."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
+                if response.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"streamlit did not answer {base_url}/_stcore/health within {timeout:.0f} s:\n{log_tail()}")
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """Stop a process a benchmark started in a session of its own (only what it started): SIGTERM its
+    group, SIGKILL after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

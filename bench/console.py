@@ -37,14 +37,11 @@ import os
 import pstats
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import PeakRss, record, stats
+from bench.common import PeakRss, free_port, record, stats, stop_group, wait_healthy
 from bench.lake_data import Load, Written, extend, generate, summary
 from core import queries
 from core.backends.base import Lake
@@ -371,44 +368,6 @@ def sessions_refreshing(sessions: int, *, shared: bool) -> dict[str, Any]:
 
 # --- a real server under browser sessions --------------------------------------------------------
 
-def free_port() -> int:
-    """Return a free TCP port on the loopback interface."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    """Wait until Streamlit answers its health check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"streamlit did not answer {base_url}/_stcore/health within {timeout:.0f} s")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """Stop the server's own process group (only what this benchmark started)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        if server.poll() is not None:
-            return
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def server_memory(home: Path, tabs: int, hold_seconds: float) -> dict[str, Any]:
     """Return the peak RSS of `streamlit run Home.py` while Chromium holds `tabs` tabs for `hold_seconds`.
 
@@ -471,7 +430,7 @@ def server_memory(home: Path, tabs: int, hold_seconds: float) -> dict[str, Any]:
             finally:
                 browser.close()
     finally:
-        stop_server(server)
+        stop_group(server)
     return {"sessions": len(urls), "tabs": {"live_aggregations": live_tabs, "wall_display_kiosk": tabs - live_tabs},
             "target_mib": SERVER_MEMORY_TARGET_MIB,
             "hold_s": hold_seconds, "idle_mib": idle.peak_mib, "peak_mib": peak.peak_mib,

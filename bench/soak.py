@@ -39,20 +39,17 @@ import math
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PeakRss, record
+from bench.common import PeakRss, free_port, record, stop_group, wait_healthy
 from core import queries
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +92,6 @@ QUERY_ID = re.compile(r"Query id (\S+)")
 # --- processes -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     """Run `python -m core.cli ...` on the soak's SIGNAL_HOME; return its output, raise when it fails."""
     done = subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
@@ -108,22 +99,6 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"core.cli {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
     return done.stdout
-
-
-def stop_group(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """Stop a process this benchmark started in a session of its own: SIGTERM its group, SIGKILL after `grace`."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def job_status(home: Path) -> dict[str, Any]:
@@ -173,22 +148,7 @@ class Pipeline:
                  "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
                 cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.base_url = f"http://127.0.0.1:{port}"
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 120.0) -> None:
-        assert self.console is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.console.poll() is not None:
-                raise RuntimeError(f"streamlit exited {self.console.returncode}:\n{self.log_tail('streamlit.log')}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"streamlit did not answer within {timeout:.0f} s:\n{self.log_tail('streamlit.log')}")
+        wait_healthy(self.base_url, self.console, 120.0, lambda: self.log_tail("streamlit.log"))
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.home / "run" / name

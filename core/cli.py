@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = alert.add_parser("list", help="the firing alerts and the alert log's newest events")
     listing.add_argument("--limit", type=_count, default=20, help="events to show (default 20)")
     listing.add_argument("--json", action="store_true")
+    alert.add_parser("stop", help="stop the alerts loop of this SIGNAL_HOME (one left by an interrupted make run)")
     alert.add_parser("rules", help="the rules and their thresholds")
     return parser
 
@@ -322,6 +323,10 @@ def _alerts(args: argparse.Namespace, settings: Settings, backend: Backend) -> i
             print(f"{rule.name}: {rule.description}")
         webhook = "set" if settings.alert_webhook else "not set"
         print(f"thresholds: {json.dumps(thresholds.__dict__)}; webhook {webhook}")
+        return 0
+    if args.alerts_command == "stop":
+        pid = alerts.stop_loop(settings.home)
+        print(f"alerts loop (pid {pid}) stopped" if pid else "no alerts loop runs")
         return 0
     if args.alerts_command == "list":
         firing = alerts.firing_alerts(settings.home)

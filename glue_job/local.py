@@ -23,6 +23,7 @@ from pyspark.sql import types as T
 
 from core.backends.local_job import REFUSED_EXIT_CODE
 from core.config import Settings
+from core.errors import SignalStreamError
 from glue_job import app_identity, transforms
 from glue_job.lake_files import LakeFiles
 from glue_job.maintenance import LakeMaintenance
@@ -175,8 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset-checkpoint", action="store_true", help="start on a new checkpoint (audited by "
                         "the CLI that starts this)")
     args = parser.parse_args(argv)
-    return run(Settings.from_env(os.environ), available_now=args.available_now,
-               reset_checkpoint=args.reset_checkpoint)
+    # The CLI's promise holds for the job it starts: an error is one line on stderr, never a traceback.
+    try:
+        return run(Settings.from_env(os.environ), available_now=args.available_now,
+                   reset_checkpoint=args.reset_checkpoint)
+    except SignalStreamError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk or a lost folder under the lake or the job's state
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -261,8 +261,9 @@ def _supervise(run_folder: Path, reset_checkpoint: bool) -> int:
     signal.signal(signal.SIGINT, on_stop)
     while not stopping:
         write_state(False)
-        reset = ["--reset-checkpoint", "--supervised"] if reset_checkpoint and restarts == 0 else []
-        child = subprocess.Popen([sys.executable, "-m", "core.cli", "job", "run", *reset], cwd=PROJECT_ROOT)
+        # The job's own entry (what `core.cli job run` starts): the reset was audited by `job start`.
+        reset = ["--reset-checkpoint"] if reset_checkpoint and restarts == 0 else []
+        child = subprocess.Popen([sys.executable, "-m", "glue_job.local", *reset], cwd=PROJECT_ROOT)
         code = child.wait()
         if stopping or code in (0, REFUSED_EXIT_CODE):
             break

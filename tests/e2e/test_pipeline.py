@@ -23,26 +23,12 @@ from deltalake import DeltaTable
 from core import queries
 from core.backends.local import build_local_backend
 from core.config import Settings
-from core.lake_layout import COVERAGE_GRID, GPS_PRECISION_BY_PROVIDER, SIGNAL_STRENGTH_BY_OPERATOR, STATUS_COUNT
+from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR, STATUS_COUNT
 from tests import reference
 from tests.conftest import PROJECT_ROOT
+from tests.harness import cli, lake_matches_reference, make_csv
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, env: dict[str, str], check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run `python -m core.cli ...` and return the finished process."""
-    done = subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"cli {args} exited {done.returncode}: {done.stderr[-2000:]}")
-    return done
-
-
-def make_csv(path: Path, rows: int, seed: int) -> Path:
-    subprocess.run([sys.executable, str(PROJECT_ROOT / "data" / "generate_sample.py"), "--rows", str(rows),
-                    "--seed", str(seed), "--out", str(path)], check=True)
-    return path
 
 
 @pytest.fixture
@@ -126,35 +112,6 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, env: dict[str, str])
         assert "Traceback" not in done.stderr
 
 
-def delta_tables_match_reference(csv_path: Path, lake: Path, reference_rows: pd.DataFrame | None = None) -> None:
-    """Read every table with deltalake alone (no code of ours) and compare it with the pandas reference."""
-    rows = reference.load_valid_rows(csv_path) if reference_rows is None else reference_rows
-
-    signal = DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix)).to_pandas()
-    signal["operator"] = signal["operator"].str.lower()
-    got = signal.groupby("operator").agg(signal_sum=("signal_sum", "sum"), samples=("signal_count", "sum"))
-    got["avg_signal"] = got["signal_sum"] / got["samples"].where(got["samples"] > 0)
-    want = reference.signal_by_operator(rows).set_index("operator")
-    assert sorted(got.index) == sorted(want.index)
-    assert (got["samples"].loc[want.index] == want["samples"]).all()
-    assert (got["avg_signal"].loc[want.index] - want["avg_signal"]).abs().max() < 1e-9
-
-    status = DeltaTable(str(lake / STATUS_COUNT.prefix)).to_pandas()
-    got_status = status.groupby(["postal_code", "status", "description"])["record_count"].sum()
-    want_status = reference.status_by_postal_code(rows).set_index(["postal_code", "status", "description"])["records"]
-    assert got_status.sort_index().to_dict() == want_status.sort_index().to_dict()
-
-    gps = DeltaTable(str(lake / GPS_PRECISION_BY_PROVIDER.prefix)).to_pandas()
-    got_gps = gps.groupby("provider")["precision_count"].sum()
-    want_gps = reference.gps_by_provider(rows).set_index("provider")["samples"]
-    assert got_gps.sort_index().to_dict() == want_gps.sort_index().to_dict()
-
-    grid = DeltaTable(str(lake / COVERAGE_GRID.prefix)).to_pandas()
-    lat, long = (pd.to_numeric(rows[c].str.strip(), errors="coerce") for c in ("lat", "long"))
-    located = lat.between(-90, 90) & long.between(-180, 180)
-    assert int(grid["record_count"].sum()) == int(located.sum())
-
-
 def committed_batch(lake: Path) -> int | None:
     """Return the newest batch the signal table holds for the job's app, read from the Delta log."""
     app = json.loads((lake / "_job" / "app.json").read_text())["app_id"]
@@ -230,7 +187,7 @@ def test_any_delta_reader_matches_the_reference_after_compaction_vacuum_and_kill
                for entry in DeltaTable(str(lake / spec.prefix)).history()]
     assert "WRITE" in history and any(op in history for op in ("VACUUM END",)), history[:10]
     assert len(DeltaTable(str(lake / SIGNAL_STRENGTH_BY_OPERATOR.prefix)).file_uris()) < batch
-    delta_tables_match_reference(csv_path, lake)
+    lake_matches_reference(lake, reference.load_valid_rows(csv_path))
     cli("crawl", env=env)
     assert_matches_reference(csv_path, env)
     print(f"{answered[0]} queries during the run, none failed; killed in batch {batch}; "
@@ -251,7 +208,7 @@ def test_a_lost_checkpoint_is_refused_then_a_deliberate_reset_counts_nothing_twi
     assert refused.returncode == 3
     assert "its checkpoint checkpoints/etl_streaming_mobile_logs/ is missing" in refused.stderr
     assert "--reset-checkpoint" in refused.stderr
-    delta_tables_match_reference(first, home / "lake")  # nothing lost, nothing added
+    lake_matches_reference(home / "lake", reference.load_valid_rows(first))  # nothing lost, nothing added
     status = json.loads(cli("job", "status", "--json", env=env).stdout)
     assert status["state"] == "FAILED" and "missing" in status["error"]
 
@@ -261,7 +218,7 @@ def test_a_lost_checkpoint_is_refused_then_a_deliberate_reset_counts_nothing_twi
     # The first CSV's stream files were deleted once their batches committed: the reset re-read only
     # the second's, so the lake holds each record once.
     both = pd.concat([reference.load_valid_rows(first), reference.load_valid_rows(second)], ignore_index=True)
-    delta_tables_match_reference(first, home / "lake", both)
+    lake_matches_reference(home / "lake", both)
     audit = [json.loads(line) for line in (home / "audit" / "audit.jsonl").read_text().splitlines()]
     resets = [(a["target"], a["outcome"]) for a in audit if a["action"] == "reset_checkpoint_and_start_job"]
     assert resets == [("etl_streaming_mobile_logs", "requested"), ("etl_streaming_mobile_logs", "succeeded")]
@@ -278,4 +235,4 @@ def test_the_job_on_two_executor_jvms_gives_the_reference_numbers(tmp_path: Path
     done = subprocess.run([sys.executable, "-c", run], cwd=PROJECT_ROOT, env={**env, "PYSPARK_PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    delta_tables_match_reference(csv_path, Path(env["SIGNAL_HOME"]) / "lake")
+    lake_matches_reference(Path(env["SIGNAL_HOME"]) / "lake", reference.load_valid_rows(csv_path))

@@ -20,8 +20,8 @@ from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR
 from glue_job.lake_files import LakeFiles
 from glue_job.status import STATUS_PATH, StatusTracker
 from tests.conftest import SAMPLE_CSV
-from tests.faults.support import cli as run_cli
-from tests.faults.support import open_page, page_text, pipeline_env
+from tests.harness import cli as run_cli
+from tests.harness import open_page, page_text, pipeline_env
 from tests.pages.seed import seed
 
 # What tests/pages/seed.py writes to signal_strength_by_operator: three windows of scales 1, 2 and 4.

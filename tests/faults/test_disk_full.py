@@ -28,10 +28,12 @@ from core.config import Settings
 from core.errors import PermissionDeniedError
 from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR, MaintenanceRun
 from glue_job.lake_files import LakeFiles
+from glue_job.local import main as local_job_main
 from glue_job.sink import BatchOutput, LakeTables
 from glue_job.status import STATUS_PATH, StatusTracker
 from tests.conftest import PROJECT_ROOT, SAMPLE_CSV
-from tests.faults.support import DiskFull, open_page, read_stream, temporaries
+from tests.faults.support import DiskFull, read_stream, temporaries
+from tests.harness import open_page
 from tests.lake_fixtures import delta_rows, signal_rows
 
 JOB = "etl_streaming_mobile_logs"
@@ -187,8 +189,9 @@ def test_a_full_disk_under_the_job_state_stops_the_job_with_one_line_and_loses_n
     status_before = (lake / STATUS_PATH).read_bytes()
     disk = DiskFull(lake / "_job", fail="fsync").install(monkeypatch)
 
-    # The job cannot start: its first write is its status. One line, no traceback, non-zero.
-    code = cli.main(["job", "run", "--available-now"])
+    # The job cannot start: its first write is its status. One line, no traceback, non-zero. (The job's own
+    # entry, in this process where the disk is full; `core.cli job run` starts it as a child.)
+    code = local_job_main(["--available-now"])
     err = capsys.readouterr().err
     assert code != 0 and disk.refusals == 1
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err

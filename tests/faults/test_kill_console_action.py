@@ -17,7 +17,7 @@ from pathlib import Path
 from core.audit import FileAuditLog
 from core.auth import User, perform
 from tests.conftest import PROJECT_ROOT
-from tests.faults.support import open_page, page_text
+from tests.harness import open_page, page_text
 
 JOB = "etl_streaming_mobile_logs"
 SLOW_ACTION = """

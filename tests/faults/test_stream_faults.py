@@ -33,17 +33,8 @@ from core.lake_layout import QUARANTINE
 from core.records import FUTURE_TOLERANCE, REASON_FUTURE_EVENT_TIME, REASON_MALFORMED_JSON, SOURCE_FIELDS
 from core.replay import iso_utc
 from tests.conftest import PROJECT_ROOT, SAMPLE_CSV
-from tests.faults.support import (
-    cli,
-    lake_matches_reference,
-    make_csv,
-    open_page,
-    pipeline_env,
-    read_stream,
-    source_rows,
-    stream_files,
-    temporaries,
-)
+from tests.faults.support import read_stream, source_rows, stream_files, temporaries
+from tests.harness import cli, lake_matches_reference, make_csv, open_page, pipeline_env
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # same on every machine and every day. Edit requirements*.txt, then `make lock`.
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
-.PHONY: install run stop test test-fast check clean package-job deploy bench soak lock upgrade-check
+.PHONY: install run stop alerts test test-fast check clean package-job deploy bench soak lock upgrade-check
 
 # A new lock rebuilds the venv from nothing, so `pip freeze` is the lock, package for package.
 $(STAMP): requirements-dev.lock requirements.lock
@@ -31,8 +31,12 @@ upgrade-check: install  ## newest versions in a throwaway venv, then the fast su
 run: install  ## local pipeline + console on http://localhost:8501, replaying the sample
 	bash scripts/run_local.sh
 
-stop: install  ## stop the background job left by an interrupted run
+stop: install  ## stop the alerts loop and the background job left by an interrupted run
+	$(PY) -m core.cli alerts stop
 	$(PY) -m core.cli job stop
+
+alerts: install  ## the alert rules in the foreground (make run starts them in the background); Ctrl-C stops
+	$(PY) -m core.cli alerts run
 
 test: install  ## the whole suite
 	$(PY) -m pytest

@@ -20,6 +20,8 @@ import fcntl
 import http.client
 import json
 import os
+import signal
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -465,7 +467,11 @@ def loop_silent(evaluated_at: datetime | None, now: datetime, trigger_seconds: f
 
 @contextlib.contextmanager
 def loop_lock(home: Path) -> Iterator[None]:
-    """Hold the one-loop-per-SIGNAL_HOME lock; ConflictError when another loop holds it (two would notify twice)."""
+    """Hold the one-loop-per-SIGNAL_HOME lock; ConflictError when another loop holds it (two would notify twice).
+
+    The holder writes its pid into the lock file, so `alerts stop` knows whom to signal: a pid read while the
+    lock is held is the running loop's, never a stale one.
+    """
     folder = alerts_folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / LOCK_FILE).open("a") as lock:
@@ -473,8 +479,44 @@ def loop_lock(home: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConflictError(f"another alerts loop already runs on {home}",
-                                next_step="stop it first; one loop notifies once") from None
+                                next_step="stop it first (python -m core.cli alerts stop); one loop notifies once"
+                                ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
         yield
+
+
+def _running_loop(home: Path) -> int | None:
+    """Return the pid of the loop holding the lock, or None when no loop runs."""
+    try:
+        handle = (alerts_folder(home) / LOCK_FILE).open("r")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            if not text.isdigit() or int(text) <= 0:  # the loop has the lock but has not written its pid yet
+                raise ConflictError("an alerts loop is starting", next_step="try again in a moment") from None
+            return int(text)
+        return None
+
+
+def stop_loop(home: Path, timeout: float = 30.0) -> int | None:
+    """Stop the alerts loop of this SIGNAL_HOME (SIGTERM; it finishes its evaluation); return its pid or None."""
+    pid = _running_loop(home)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _running_loop(home) is not None:
+        if time.monotonic() > deadline:
+            raise ConflictError(f"the alerts loop (pid {pid}) did not stop within {timeout:g} s")
+        time.sleep(0.1)
+    return pid
 
 
 # --- the webhook -----------------------------------------------------------------------------------------

@@ -10,8 +10,13 @@ mkdir -p "$SIGNAL_HOME/run"
 $PY -m core.cli job start
 $PY -m core.cli replay --loop --rate "${SIGNAL_DEMO_RATE:-50}" >"$SIGNAL_HOME/run/replay.log" 2>&1 &
 replay_pid=$!
+# The alert rules run outside the console, watched or not; firings go to the log and SIGNAL_ALERT_WEBHOOK.
+$PY -m core.cli alerts run >>"$SIGNAL_HOME/run/alerts.log" 2>&1 &
+alerts_pid=$!
 
 cleanup() {
+  # Alerts first, and waited for: stopping the job on purpose is not an alert.
+  kill "$alerts_pid" 2>/dev/null && wait "$alerts_pid" 2>/dev/null || true
   kill "$replay_pid" 2>/dev/null || true  # the replay records its end and prints its summary
   $PY -m core.cli job stop || true
 }
@@ -43,5 +48,6 @@ case "$address" in
     echo "         sees the data; without a login (README: Security) everyone is a viewer." ;;
 esac
 if [[ "$url_host" == *:* ]]; then url_host="[$url_host]"; fi  # an IPv6 address in a URL
-echo "Console: http://$url_host:$port  (job log: $SIGNAL_HOME/run/job.log; Ctrl-C stops everything)"
+echo "Console: http://$url_host:$port  (job log: $SIGNAL_HOME/run/job.log, alerts: $SIGNAL_HOME/run/alerts.log;"
+echo "         Ctrl-C stops everything)"
 $PY -m streamlit run Home.py --server.address "$address" --server.port "$port"

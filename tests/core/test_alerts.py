@@ -354,23 +354,37 @@ def test_alerts_list_and_rules_on_the_command_line(clean_environ: Path, capsys: 
     assert "signal_drop" in capsys.readouterr().out
 
 
-def test_the_loop_stops_cleanly_on_sigterm(clean_environ: Path) -> None:
-    env = {**os.environ, "SIGNAL_TRIGGER_SECONDS": "1"}
+def start_loop(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start `alerts run` and return once it has evaluated (its state file exists)."""
+    state = alerts.alerts_folder(home) / alerts.STATE_FILE
+    state.unlink(missing_ok=True)
     loop = subprocess.Popen([sys.executable, "-m", "core.cli", "alerts", "run"], cwd=PROJECT_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not state.exists() and time.monotonic() < deadline and loop.poll() is None:
+        time.sleep(0.1)
+    assert state.exists(), loop.communicate()
+    return loop
+
+
+def test_the_loop_stops_cleanly_on_sigterm_and_on_alerts_stop(clean_environ: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    env = {**os.environ, "SIGNAL_TRIGGER_SECONDS": "1"}
+    loop = start_loop(clean_environ, env)
     try:
-        state = alerts.alerts_folder(clean_environ) / alerts.STATE_FILE
-        deadline = time.monotonic() + 30
-        while not state.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert state.exists()
         second = subprocess.run([sys.executable, "-m", "core.cli", "alerts", "run", "--once"], cwd=PROJECT_ROOT,
                                 env=env, capture_output=True, text=True, timeout=60)
         assert (second.returncode, "another alerts loop" in second.stderr) == (2, True)
-        loop.send_signal(signal.SIGTERM)
+        loop.send_signal(signal.SIGTERM)  # how `make run` stops it
         out, err = loop.communicate(timeout=30)
+        assert loop.returncode == 0, err
+        assert "alerts: stopped" in err and "[job_not_running]" in out
+
+        loop = start_loop(clean_environ, env)
+        assert main(["alerts", "stop"]) == 0  # how `make stop` stops one left behind
+        assert capsys.readouterr().out == f"alerts loop (pid {loop.pid}) stopped\n"
+        assert loop.wait(timeout=30) == 0 and "alerts: stopped" in loop.communicate()[1]
+        assert main(["alerts", "stop"]) == 0 and capsys.readouterr().out == "no alerts loop runs\n"
     finally:
         if loop.poll() is None:
             loop.kill()
-    assert loop.returncode == 0, err
-    assert "alerts: stopped" in err and "[job_not_running]" in out

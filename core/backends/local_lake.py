@@ -44,8 +44,10 @@ def _sql_string(text: str) -> str:
 
 def _columns(spec: TableSpec) -> str:
     # Delta timestamps are UTC instants (TIMESTAMPTZ in DuckDB); the named queries compare and return
-    # them as plain UTC timestamps, as Athena does, so the connection runs in UTC.
-    return ", ".join(f"CAST({f.name} AS TIMESTAMP) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
+    # them as plain UTC timestamps, as Athena does. Both types count microseconds since the epoch, so the
+    # instant's count is taken as is: a CAST goes through the time zone library row by row, which made
+    # the time filter most of a 24 h query's cost (155 ms against 20 ms over coverage_grid's 3M rows).
+    return ", ".join(f"make_timestamp(epoch_us({f.name})) AS {f.name}" if pa.types.is_timestamp(f.type) else f.name
                      for f in spec.schema) + ", dt, hr"
 
 

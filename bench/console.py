@@ -344,7 +344,7 @@ def sessions_refreshing(sessions: int, *, shared: bool) -> dict[str, Any]:
         times.append(seconds)
         panels = panel_queries(app)
         # The cache key holds the range, its end rounded up to the TTL: a minute-window panel's parameters
-        # say which TTL period the session asked for (coverage_cells' are snapped to 15-minute windows).
+        # say which TTL period the session asked for (coverage_cells' are snapped to 1-hour windows).
         period = next((p.params for p in panels if queries.QUERIES[p.name].window_seconds <= WINDOW_SECONDS), "")
         shown += [(period, p) for p in panels]
     elapsed = time.perf_counter() - started

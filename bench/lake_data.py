@@ -3,7 +3,7 @@ benchmarks.
 
 What the job would have committed at a steady input rate with the default trigger: per micro-batch,
 that batch's partial aggregates of every aggregation table (one 20 s slice of one 1-minute window;
-coverage_grid's of one 15-minute window) and its quarantined records, committed with
+coverage_grid's of one 1-hour window) and its quarantined records, committed with
 glue_job.sink.commit_batch (one Delta append per table, with the batch's app transaction), and after
 each batch glue_job.maintenance.LakeMaintenance.maybe_run(), as glue_job/local.py runs it, on a
 simulated clock that is the batch's commit time (the end of its trigger interval). So the open hour
@@ -212,7 +212,7 @@ def batch_aggregates(load: Load, words: Vocabulary, rng: np.random.Generator, ba
     `table` naming each row's table, as glue_job.sink.collect_aggregates returns them) and its
     quarantined records, grouped with bincount."""
     n = load.records_per_batch
-    # A trigger's 20 s lie inside one 1-minute window and one 15-minute coverage window (triggers are
+    # A trigger's 20 s lie inside one 1-minute window and one 1-hour coverage window (triggers are
     # aligned to the epoch, as Spark's are, and records are sent live: event time = arrival).
     moment = batch_start.timestamp()
     operator = words.operators.draw(rng, n)
@@ -265,7 +265,7 @@ def batch_aggregates(load: Load, words: Vocabulary, rng: np.random.Generator, ba
         "record_count": s_counts[keep].astype(np.int64),
     }))
 
-    # coverage_grid: cell x operator per 15-minute window; the operator is the record's, so cells and
+    # coverage_grid: cell x operator per 1-hour window; the operator is the record's, so cells and
     # operators correlate as usual.
     cell = words.cells.draw(rng, n)
     key = cell * load.operators + operator

@@ -44,15 +44,15 @@ def test_bind_without_times_covers_everything() -> None:
 
 
 def test_coverage_range_is_snapped_outwards_to_whole_coverage_windows() -> None:
-    # coverage_grid sums 15-minute windows: a range inside one is widened to it, never cut through it.
-    inside = {"since": "2026-03-01T10:07", "until": "2026-03-01T10:31"}
+    # coverage_grid sums 1-hour windows: a range inside one is widened to it, never cut through it.
+    inside = {"since": "2026-03-01T10:07", "until": "2026-03-01T11:31"}
     _, params, bounds = Q.bind_with_bounds("coverage_cells", inside)
     assert (bounds.since, bounds.until) == (datetime(2026, 3, 1, 10, tzinfo=UTC),
-                                            datetime(2026, 3, 1, 10, 45, tzinfo=UTC))
-    assert params[-2:] == ("2026-03-01 10:00:00.000", "2026-03-01 10:45:00.000")
-    edges = {"since": "2026-03-01T10:15", "until": "2026-03-01T11:00"}
+                                            datetime(2026, 3, 1, 12, tzinfo=UTC))
+    assert params[-2:] == ("2026-03-01 10:00:00.000", "2026-03-01 12:00:00.000")
+    edges = {"since": "2026-03-01T09:00", "until": "2026-03-01T11:00"}
     on_edges = Q.bind_with_bounds("coverage_cells", edges)[2]
-    assert (on_edges.since.minute, on_edges.until.hour) == (15, 11)
+    assert (on_edges.since.hour, on_edges.until.hour) == (9, 11)
     # the 1-minute tables are never snapped
     _, _, minute = Q.bind_with_bounds("signal_by_operator", inside)
     assert (minute.since.minute, minute.until.minute) == (7, 31)

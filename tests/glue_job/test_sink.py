@@ -124,9 +124,9 @@ def test_written_values(first_write: tuple[Path, BatchOutput]) -> None:
     ]
     grid = table(root, COVERAGE_GRID).to_pylist()
     assert sorted((r["lat_cell"], r["lon_cell"]) for r in grid) == [(40.41, -3.71), (40.41, -3.71), (41.38, 2.17)]
-    # coverage windows are 15 minutes: 09:59 and 10:00 fall in 09:45 and 10:00
+    # coverage windows are 1 hour: 09:59 and 10:00 fall in 09:00 and 10:00
     assert sorted({(r["window_start"].strftime("%H:%M"), r["window_end"].strftime("%H:%M")) for r in grid}) == [
-        ("09:45", "10:00"), ("10:00", "10:15"),
+        ("09:00", "10:00"), ("10:00", "11:00"),
     ]
 
 

@@ -112,13 +112,13 @@ def test_window_columns_of_every_aggregate(spark: SparkSession, name: str) -> No
 
     actual = table_of(name, records).select("window_start", "window_end", "batch_id", "dt", "hr")
 
-    # coverage_grid sums 15-minute windows, the others 1-minute ones.
-    first, last = ("09:45", "23:45") if name == "coverage_grid" else ("09:59", "23:59")
-    length = "15" if name == "coverage_grid" else "01"
+    # coverage_grid sums 1-hour windows, the others 1-minute ones.
+    first, last = ("09:00", "23:00") if name == "coverage_grid" else ("09:59", "23:59")
+    end = "11:00" if name == "coverage_grid" else "10:01"
     expected = spark.createDataFrame(
         [
             (ts(f"2024-05-01 {first}:00"), ts("2024-05-01 10:00:00"), BATCH_ID, "2024-05-01", "09"),
-            (ts("2024-05-01 10:00:00"), ts(f"2024-05-01 10:{length}:00"), BATCH_ID, "2024-05-01", "10"),
+            (ts("2024-05-01 10:00:00"), ts(f"2024-05-01 {end}:00"), BATCH_ID, "2024-05-01", "10"),
             (ts(f"2024-05-01 {last}:00"), ts("2024-05-02 00:00:00"), BATCH_ID, "2024-05-01", "23"),
         ],
         f"{WINDOW_SCHEMA}, {PARTITION_SCHEMA}",
@@ -217,7 +217,7 @@ def test_coverage_grid_cells_and_rows_without_a_position(spark: SparkSession) ->
 
     actual = table_of("coverage_grid", records)
 
-    w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 10:15:00"))  # one 15-minute coverage window
+    w0 = (ts("2024-05-01 10:00:00"), ts("2024-05-01 11:00:00"))  # one 1-hour coverage window
     partition = (BATCH_ID, "2024-05-01", "10")
     expected = spark.createDataFrame(
         [

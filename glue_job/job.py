@@ -6,7 +6,7 @@ package-job` builds both. Job arguments (`--name value`):
 
     JOB_NAME, --stream_arn (Kinesis), --lake_uri (s3://bucket/prefix)        required
     --database, --trigger_seconds, --watermark_minutes, --grid_degrees,
-    --starting_position, --reset_checkpoint                                   optional (defaults below)
+    --starting_position, --reset_checkpoint, --metrics_namespace              optional (defaults below)
 
 The wiring is a few small functions so tests/glue_job/test_glue_entry.py can run it on a local
 SparkSession against a stand-in `awsglue` package.
@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 from awsglue.context import GlueContext
 from awsglue.job import Job
 from awsglue.utils import getResolvedOptions
@@ -38,7 +39,7 @@ from glue_job import app_identity, transforms
 from glue_job.lake_files import LakeFiles
 from glue_job.maintenance import LakeMaintenance
 from glue_job.sink import LakeTables, write_batch
-from glue_job.status import StatusTracker
+from glue_job.status import MetricsPublisher, StatusTracker
 
 REQUIRED_ARGS: tuple[str, ...] = ("JOB_NAME", "stream_arn", "lake_uri")
 # The settings' defaults, from the one module both read (core/job_defaults.py ships in the package).
@@ -55,6 +56,9 @@ OPTIONAL_ARGS: dict[str, str] = {
     "starting_position": "TRIM_HORIZON",
     # An operator's choice for one run, never a default argument (glue_job/app_identity.py).
     "reset_checkpoint": "false",
+    # CloudWatch namespace of the job's figures and heartbeat; empty publishes none. The template sets the
+    # namespace its alarms watch and its job role may write.
+    "metrics_namespace": "",
 }
 STARTING_POSITIONS = ("LATEST", "TRIM_HORIZON", "EARLIEST")
 STARTING_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$"
@@ -83,6 +87,7 @@ class JobArgs:
     grid_degrees: float
     starting_position: str
     reset_checkpoint: bool = False
+    metrics_namespace: str = ""
 
     @classmethod
     def from_resolved(cls, resolved: Mapping[str, Any]) -> JobArgs:
@@ -106,6 +111,7 @@ class JobArgs:
             grid_degrees=_positive("grid_degrees", resolved["grid_degrees"], float),
             starting_position=starting_position(str(resolved["starting_position"])),
             reset_checkpoint=_flag("reset_checkpoint", resolved["reset_checkpoint"]),
+            metrics_namespace=str(resolved["metrics_namespace"]).strip(),
         )
 
     @property
@@ -243,9 +249,10 @@ class StatusListener(StreamingQueryListener):
     lock guards the tracker.
     """
 
-    def __init__(self, tracker: StatusTracker) -> None:
+    def __init__(self, tracker: StatusTracker, heartbeat: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
+        self.heartbeat = heartbeat
         self.lock = threading.Lock()
         self.query_id: str | None = None
         self.terminated = threading.Event()
@@ -266,9 +273,14 @@ class StatusListener(StreamingQueryListener):
             if self.closed or str(progress.id) != self.query_id:
                 return
             self.tracker.absorb([_progress_dict(progress)])
+            if self.heartbeat is not None:
+                self.heartbeat()
 
     def onQueryIdle(self, event: Any) -> None:
-        """Ignore idle triggers: the status document keeps its last batch."""
+        """Send a heartbeat (an idle query still runs); the status document keeps its last batch."""
+        with self.lock:
+            if self.heartbeat is not None and not self.closed:
+                self.heartbeat()
 
     def onQueryTerminated(self, event: Any) -> None:
         """Note that the query ended; its progress reports were all delivered before this event."""
@@ -322,7 +334,11 @@ def main(argv: Sequence[str]) -> None:
 
     lake = LakeFiles(args.lake_uri)
     tables = LakeTables(args.lake_uri)
-    tracker = StatusTracker(lake, args.job_name)
+    metrics = None
+    if args.metrics_namespace:  # the stream's region is the job's (arn:partition:kinesis:region:account:...)
+        cloudwatch = boto3.client("cloudwatch", region_name=args.stream_arn.split(":")[3])
+        metrics = MetricsPublisher(cloudwatch, args.job_name, args.metrics_namespace)
+    tracker = StatusTracker(lake, args.job_name, on_batch=metrics.batch if metrics else None)
     tables.create_all()
     try:
         identity = app_identity.resolve(lake, tables, args.job_name, reset=args.reset_checkpoint)
@@ -330,7 +346,7 @@ def main(argv: Sequence[str]) -> None:
         tracker.finish(str(refusal))
         raise  # the run shows FAILED with the refusal, which says what to do
     tracker.record_app(identity.app_id)
-    listener = StatusListener(tracker)
+    listener = StatusListener(tracker, heartbeat=metrics.heartbeat if metrics else None)
     maintenance = LakeMaintenance(tables, args.watermark_minutes)
     records = transforms.parse_records(raw_kinesis_frame(glue_context, args.stream_arn, args.starting_position))
     deduplicated = transforms.deduplicate_within_watermark(transforms.sink_columns(records), args.watermark_minutes)

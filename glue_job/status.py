@@ -1,15 +1,20 @@
-"""The job's status document (`_job/status.json`), read by the console through Job.status().
+"""The job's status document (`_job/status.json`), read by the console through Job.status(), and its metrics.
 
 Merges what foreachBatch wrote (rows aggregated, quarantined) with Spark's progress of the same
-batch (rates, duration, watermark, late and duplicate rows). Totals carry over restarts.
+batch (rates, duration, watermark, late and duplicate rows). Totals carry over restarts. On AWS each
+batch's figures and a heartbeat also go to CloudWatch (MetricsPublisher), where the template's alarms
+watch them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from core.lake_layout import JOB_STATE_PREFIX, JOB_STATUS_FILE, MaintenanceRun
 from glue_job.lake_files import LakeFiles
@@ -40,10 +45,12 @@ def _spark_time(value: str | None) -> str | None:
 
 
 class StatusTracker:
-    """Keeps `_job/status.json` up to date for one run of the job."""
+    """Keeps `_job/status.json` up to date for one run of the job; `on_batch` sees each new batch's figures."""
 
-    def __init__(self, lake: LakeFiles, job_name: str) -> None:
+    def __init__(self, lake: LakeFiles, job_name: str,
+                 on_batch: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.lake = lake
+        self.on_batch = on_batch
         previous = lake.read_json(STATUS_PATH)
         if not isinstance(previous, dict):  # unreadable or of another shape: this run writes it anew
             previous = {}
@@ -122,6 +129,8 @@ class StatusTracker:
             self.document["last_batch"] = batch
             self.document["recent_batches"] = (self.document["recent_batches"] + [batch])[-RECENT_BATCHES:]
             changed = True
+            if self.on_batch is not None:
+                self.on_batch(batch)
         if changed:
             self.write()
 
@@ -130,3 +139,63 @@ class StatusTracker:
         self.document["state"] = "FAILED" if error else "STOPPED"
         self.document["error"] = error
         self.write()
+
+
+# --- CloudWatch metrics (AWS) ---------------------------------------------------------------------------
+
+# Metric name -> the batch figure it carries (Sum per period; the alarms divide them into shares of input).
+BATCH_METRICS = {
+    "InputRows": "input_rows",
+    "AggregatedRows": "aggregated_rows",
+    "QuarantinedRows": "quarantined_rows",
+    "LateRows": "late_rows",
+    "DuplicateRows": "duplicate_rows",
+}
+HEARTBEAT_METRIC = "Heartbeat"
+# The heartbeat goes out at least this often while the query runs, idle or not: its absence is the
+# "job not running" alarm, whatever the job's last state said.
+HEARTBEAT_SECONDS = 60.0
+
+
+def metric_data(job_name: str, batch: Mapping[str, Any] | None, *, heartbeat: bool) -> list[dict[str, Any]]:
+    """Return PutMetricData entries: one batch's figures (when given) and a heartbeat (when asked)."""
+    dimensions = [{"Name": "JobName", "Value": job_name}]
+    data = [{"MetricName": name, "Dimensions": dimensions, "Value": float(batch[field]), "Unit": "Count"}
+            for name, field in BATCH_METRICS.items()] if batch is not None else []
+    if heartbeat:
+        data.append({"MetricName": HEARTBEAT_METRIC, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"})
+    return data
+
+
+class MetricsPublisher:
+    """Publishes the job's figures as CloudWatch metrics (one PutMetricData per batch, a heartbeat a minute).
+
+    The client is given (a boto3 CloudWatch client). A call that fails is printed and dropped: metrics
+    never stop the job, and a job that cannot publish shows as missing heartbeats, which alarm.
+    """
+
+    def __init__(self, client: Any, job_name: str, namespace: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.job_name = job_name
+        self.namespace = namespace
+        self.clock = clock
+        self.last_heartbeat: float | None = None
+        self.failures = 0
+
+    def batch(self, batch: Mapping[str, Any]) -> None:
+        """Publish one batch's figures, with a heartbeat."""
+        self._put(metric_data(self.job_name, batch, heartbeat=True))
+
+    def heartbeat(self) -> None:
+        """Publish a heartbeat unless one went out within HEARTBEAT_SECONDS (called on every trigger)."""
+        if self.last_heartbeat is None or self.clock() - self.last_heartbeat >= HEARTBEAT_SECONDS:
+            self._put(metric_data(self.job_name, None, heartbeat=True))
+
+    def _put(self, data: list[dict[str, Any]]) -> None:
+        self.last_heartbeat = self.clock()  # a failed call is not retried at once: the next trigger tries
+        try:
+            self.client.put_metric_data(Namespace=self.namespace, MetricData=data)
+        except (BotoCoreError, ClientError) as error:
+            self.failures += 1
+            print(f"metrics: PutMetricData to {self.namespace} failed ({error}); the job goes on", flush=True)

@@ -62,6 +62,7 @@ PARAMETERS=(
   "OPERATOR_GROUP:OperatorGroup"
   "LOG_RETENTION_DAYS:LogRetentionDays"
   "ACCESS_LOG_RETENTION_DAYS:AccessLogRetentionDays"
+  "ALERT_EMAIL:AlertEmail"
 )
 # Parameters without a default: needed when the stack is created.
 REQUIRED_ON_CREATE=(

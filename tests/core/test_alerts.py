@@ -28,6 +28,7 @@ from core.config import Settings
 from core.domain import BatchProgress, JobStatus, StreamHealth, TableFreshness
 from core.errors import BackendError, ConfigError, ConflictError
 from tests.conftest import PROJECT_ROOT
+from tests.lake_fixtures import SIGNAL, signal_rows, write_rows
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 LIMITS = Thresholds(stale_seconds=300, quarantine_percent=5, late_percent=5, signal_drop=5)
@@ -342,6 +343,33 @@ def test_an_unreachable_webhook_never_stops_the_evaluation(clean_environ: Path) 
     assert "not-a-secret" not in evaluation.delivery_error  # the URL is a secret
     assert [item.posted for item in monitor.state.outbox] == [False]
     assert [a.key for a in alerts.firing_alerts(clean_environ)] == ["job_not_running"]
+
+
+def test_a_drop_of_an_operators_signal_in_the_local_lake_fires_and_is_not_judged_between_reads(
+        clean_environ: Path) -> None:
+    # Two hours of signal_strength_by_operator in the real lake, read by DuckDB through signal_by_operator.
+    now = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
+    lake = clean_environ / "lake"
+    for batch_id, (minutes_ago, movistar, orange) in enumerate([(90, 15.0, 12.0), (30, 8.0, 11.0)]):
+        start = now - timedelta(minutes=minutes_ago)
+        write_rows(lake, SIGNAL, batch_id, signal_rows(start, "Movistar", movistar * 100, 100)
+                   + signal_rows(start, "Orange", orange * 100, 100))
+    settings = local_settings(clean_environ)
+    backend = build_local_backend(settings)
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    monitor = AlertMonitor(settings, backend)
+    fired = monitor.evaluate(now)
+    drops = [e for e in fired.events if e.rule == "signal_drop"]
+    assert [(e.kind, e.key) for e in drops] == [("firing", "signal_drop:Movistar")]  # Orange: down 1 only
+    assert "average signal 8.0 over the last hour, down 7.0 from 15.0" in drops[0].summary
+    # Read once a minute: 30 s later the rule is not judged, so the alert stays as it is
+    later = monitor.evaluate(now + timedelta(seconds=30))
+    assert [e for e in later.events if e.rule == "signal_drop"] == []
+    assert "signal_drop:Movistar" in monitor.state.firing
+    # An hour on, the drop's hour is the previous one and nothing newer compares with it: judged, it resolves
+    resolved = monitor.evaluate(now + timedelta(minutes=61))
+    assert [(e.kind, e.key) for e in resolved.events if e.rule == "signal_drop"] == [
+        ("resolved", "signal_drop:Movistar")]
 
 
 def test_alerts_list_and_rules_on_the_command_line(clean_environ: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,6 +32,9 @@ class NamedQuery:
     # The table's window length: a range is snapped outwards to whole windows (coverage_grid's are
     # coarser than a minute), so a window is counted whole or not at all and the result says which span.
     window_seconds: int = WINDOW_SECONDS
+    # A comparison query reads its range and the two it is compared with (core.queries.PERIODS): the
+    # previous period of the same length and the same period a day earlier, in one scan.
+    compared: bool = False
 
 
 # Rows sit in the dt/hr partition of their time column, so these bounds only skip partitions the
@@ -46,6 +49,50 @@ def _windowed(select: str, table: str, tail: str, time_column: str = "window_sta
         f"  AND {time_column} >= CAST(? AS TIMESTAMP) AND {time_column} < CAST(? AS TIMESTAMP)\n"
         f"{tail}"
     )
+
+
+# The periods a comparison query answers for, each with a column suffix: the range asked for, the one just
+# before it (same length) and the same range a day earlier. A period the lake has no rows for is NULL,
+# never 0, so the console can say "no data" instead of showing a change.
+PERIODS: tuple[tuple[str, str], ...] = (("", "the range"), ("previous_", "the period before it"),
+                                        ("day_before_", "the same period a day earlier"))
+DAY = timedelta(days=1)
+
+
+AVG_SIGNAL = "SUM({when} signal_sum {end}) / NULLIF(SUM({when} signal_count {end}), 0)"
+
+
+def _in_period(time_column: str) -> str:
+    return f"{time_column} >= CAST(? AS TIMESTAMP) AND {time_column} < CAST(? AS TIMESTAMP)"
+
+
+def _compared(select: list[tuple[str, str, int]], table: str, tail: str, time_column: str = "window_start"
+              ) -> tuple[str, tuple[str, ...]]:
+    """Return a comparison query's SQL and parameter names: `select` holds (expression, alias, periods
+    used per expression), the expression's `{when}` ... `{end}` marking the value counted per period."""
+    columns: list[str] = []
+    parameters: list[str] = []
+    for expression, alias, uses in select:
+        if "{when}" not in expression:
+            columns.append(f"{expression} AS {alias}")
+            continue
+        for prefix, _ in PERIODS:
+            columns.append(expression.replace("{when}", f"CASE WHEN {_in_period(time_column)} THEN")
+                           .replace("{end}", "END") + f" AS {prefix}{alias}")
+            parameters += [f"{prefix}since", f"{prefix}until"] * uses
+    # Rows of the three periods only, each period pruned to its own partitions: a 1-hour range and its day
+    # before read two hours and the hour before, not the day between them.
+    period = f"({PARTITION_BOUNDS}  AND {_in_period(time_column)})"
+    sql = ("SELECT " + ",\n       ".join(columns) + f"\nFROM {table}\n"
+           "WHERE " + "\n   OR ".join([period] * len(PERIODS)) + f"\n{tail}")
+    return sql, (*parameters, *(f"{prefix}{name}" for prefix, _ in PERIODS for name in TIME_RANGE))
+
+
+def _side_by_side(parts: list[tuple[str, tuple[str, ...]]]) -> tuple[str, tuple[str, ...]]:
+    """Return one-row queries joined into one row (each table scanned once), and their parameters in order."""
+    names = [f"t{i}" for i in range(len(parts))]
+    sql = "SELECT *\nFROM " + "\nCROSS JOIN ".join(f"(\n{s}) AS {n}" for (s, _), n in zip(parts, names, strict=True))
+    return sql, tuple(p for _, parameters in parts for p in parameters)
 
 
 QUERIES: dict[str, NamedQuery] = {
@@ -142,6 +189,28 @@ QUERIES: dict[str, NamedQuery] = {
             + ") AS q",
             TIME_RANGE * 3,
         ),
+        NamedQuery(
+            "signal_by_operator_compared",
+            "Average signal per operator, with the previous period and the same period a day earlier",
+            ("signal_strength_by_operator",),
+            *_compared([("operator", "operator", 0),
+                        (AVG_SIGNAL, "avg_signal", 2),
+                        ("CAST(SUM({when} signal_count {end}) AS BIGINT)", "samples", 1)],
+                       "signal_strength_by_operator", "GROUP BY operator\nORDER BY samples DESC NULLS LAST, operator"),
+            compared=True,
+        ),
+        NamedQuery(
+            "kpis_compared",
+            "Headline numbers, with the previous period and the same period a day earlier",
+            ("status_count", "signal_strength_by_operator", "quarantine"),
+            *_side_by_side([
+                _compared([("CAST(SUM({when} record_count {end}) AS BIGINT)", "records", 1)], "status_count", ""),
+                _compared([(AVG_SIGNAL, "avg_signal", 2), ("COUNT(DISTINCT {when} operator {end})", "operators", 1)],
+                          "signal_strength_by_operator", ""),
+                _compared([("COUNT({when} 1 {end})", "quarantined", 1)], "quarantine", "", time_column="arrival_time"),
+            ]),
+            compared=True,
+        ),
     )
 }
 
@@ -215,12 +284,30 @@ def bind_with_bounds(name: str, values: Mapping[str, Any] | None = None
     if until <= since:
         raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
     since, until = snap(since, until, query.window_seconds)
-    # Partition bounds let DuckDB and Athena skip files; the time bounds decide which rows count. The
-    # last partition is the one of the last instant before `until` (excluded): an `until` on the hour
-    # does not read the next hour.
+    bound = _range_bounds(since, until)
+    bounds = Bounds(since, until, bound["dt_from"], bound["dt_to"])
+    if query.compared:
+        if values.get("since") is None or values.get("until") is None:
+            raise InputError(f"query {name} compares a range with the ones before it: give since and until")
+        length = until - since
+        periods = {"previous_": (since - length, since), "day_before_": (since - DAY, until - DAY)}
+        for prefix, (start, end) in periods.items():
+            bound |= {f"{prefix}{key}": value for key, value in _range_bounds(start, end).items()}
+        earliest = min(start for start, _ in periods.values())
+        bounds = Bounds(earliest, until, _range_bounds(earliest, until)["dt_from"], bound["dt_to"])
+    return query, tuple(bound[p] for p in query.parameters), bounds
+
+
+def _range_bounds(since: datetime, until: datetime) -> dict[str, str]:
+    """Return the partition and time bounds of [since, until).
+
+    Partition bounds let DuckDB and Athena skip files; the time bounds decide which rows count. The last
+    partition is the one of the last instant before `until` (excluded): an `until` on the hour does not
+    read the next hour.
+    """
     first, end = _to_millis(since), _to_millis(until)
     last = end - timedelta(microseconds=1) if end > first else first  # an empty range reads one partition
-    bound: dict[str, Any] = {
+    return {
         "dt_from": first.strftime("%Y-%m-%d"),
         "hr_from": first.strftime("%H"),
         "dt_to": last.strftime("%Y-%m-%d"),
@@ -228,5 +315,3 @@ def bind_with_bounds(name: str, values: Mapping[str, Any] | None = None
         "since": _sql_time(since),
         "until": _sql_time(until),
     }
-    bounds = Bounds(since, until, bound["dt_from"], bound["dt_to"])
-    return query, tuple(bound[p] for p in query.parameters), bounds

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pytest
 
 from core import queries as Q
@@ -261,6 +262,13 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     # 5 + 2 + 4 records; (30 + 20 + 4 - 70) / (3 + 1 + 2 + 7) signal; Movistar and Yoigo; s1, s2, s3.
     "kpis": [(11, -16 / 13, 2, 3)],
+    # Each number for 10:00-11:00, the hour before (09:00-10:00) and the same hour a day earlier; a period
+    # without rows is None (no data), never 0.
+    "signal_by_operator_compared": [
+        ("Yoigo", -10.0, None, 1000.0, 7, None, 1),
+        ("Movistar", 9.0, 1000.0, None, 6, 1, None),
+    ],
+    "kpis_compared": [(11, 100, None, -16 / 13, 1000.0, 1000.0, 2, 1, 1, 3, 0, 1)],
 }
 
 
@@ -288,6 +296,42 @@ def test_offset_times_select_the_same_rows_as_utc(lake: duckdb.DuckDBPyConnectio
                         {"since": "2026-03-01T11:00:00+01:00", "until": "2026-03-01T06:00:00-05:00"})
     assert shifted == utc
     assert lake.execute(query.sql, list(shifted)).fetchall() == lake.execute(query.sql, list(utc)).fetchall()
+
+
+@pytest.mark.parametrize(("compared", "base"), [("signal_by_operator_compared", "signal_by_operator"),
+                                                ("kpis_compared", "kpis")])
+@pytest.mark.parametrize("window", [WINDOW, {"since": "2026-03-01T09:30", "until": "2026-03-01T10:10"},
+                                    {"since": "2026-02-28T10:00", "until": "2026-03-01T11:00"}])
+def test_a_comparison_equals_its_query_run_on_each_period(lake: duckdb.DuckDBPyConnection, compared: str,
+                                                          base: str, window: dict[str, str]) -> None:
+    """The reference: the plain query run three times, on the range, the one before it and a day earlier."""
+    since, until = (Q.parse_time(window[k], k) for k in ("since", "until"))
+    periods = {"": (since, until), "previous_": (since - (until - since), since),
+               "day_before_": (since - timedelta(days=1), until - timedelta(days=1))}
+    query, params = Q.bind(compared, window)
+    got = lake.execute(query.sql, list(params)).df()
+    for prefix, (start, end) in periods.items():
+        plain, plain_params = Q.bind(base, {"since": start, "until": end})
+        want = lake.execute(plain.sql, list(plain_params)).df()
+        if base == "kpis":
+            records = want.loc[0, "records"]
+            for column in ("records", "avg_signal", "operators", "quarantined"):
+                value = got.loc[0, f"{prefix}{column}"]
+                if column == "records" and records == 0:
+                    assert pd.isna(value), "no rows is no data, not 0"
+                else:
+                    assert value == pytest.approx(want.loc[0, column], nan_ok=True), (prefix, column)
+            continue
+        mine = got.dropna(subset=[f"{prefix}samples"]).set_index("operator")
+        assert sorted(mine.index) == sorted(want["operator"]), prefix
+        for row in want.itertuples(index=False):
+            assert mine.loc[row.operator, f"{prefix}samples"] == row.samples
+            assert mine.loc[row.operator, f"{prefix}avg_signal"] == pytest.approx(row.avg_signal, nan_ok=True)
+
+
+def test_a_comparison_needs_a_range() -> None:
+    with pytest.raises(InputError, match="give since and until"):
+        Q.bind("kpis_compared", {"since": "2026-03-01T10:00"})
 
 
 def test_whole_range_includes_every_row(lake: duckdb.DuckDBPyConnection) -> None:
@@ -347,7 +391,7 @@ def straddling() -> Iterator[duckdb.DuckDBPyConnection]:
 def _without_partition_bounds(query: Q.NamedQuery, params: tuple[Any, ...]) -> tuple[str, list[Any]]:
     sql = query.sql.replace(Q.PARTITION_BOUNDS, "TRUE\n")
     assert "dt" not in sql.replace("dt_", "")
-    return sql, [v for name, v in zip(query.parameters, params, strict=True) if name in ("since", "until")]
+    return sql, [v for name, v in zip(query.parameters, params, strict=True) if name.endswith(("since", "until"))]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -212,7 +212,9 @@ def _signal_drop(seen: Observation, limits: Thresholds) -> Verdict | None:
     findings = []
     for row in seen.signal.last.itertuples(index=False):
         before = previous.get(str(row.operator))
-        if before is None or min(int(row.samples), int(before.samples)) < MIN_SIGNAL_SAMPLES:
+        if before is None or pd.isna([row.samples, row.avg_signal, before.samples, before.avg_signal]).any():
+            continue  # no average on one side: nothing to compare
+        if min(int(row.samples), int(before.samples)) < MIN_SIGNAL_SAMPLES:
             continue  # too few samples on either side to compare averages
         now_avg, before_avg = float(row.avg_signal), float(before.avg_signal)
         if before_avg - now_avg >= limits.signal_drop:

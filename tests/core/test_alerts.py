@@ -132,16 +132,21 @@ def test_shares_need_enough_input() -> None:
     assert keys(check("quarantine_share", seen(job=few))) == []
 
 
+NAN = float("nan")
+
+
 def signal_frame(**operators: tuple[float, int]) -> pd.DataFrame:
     return pd.DataFrame({"operator": list(operators), "avg_signal": [v[0] for v in operators.values()],
                          "samples": [v[1] for v in operators.values()]})
 
 
 def test_an_operator_whose_average_signal_dropped_from_the_previous_hour_fires() -> None:
-    hours = alerts.SignalHours(last=signal_frame(Movistar=(10.0, 400), Orange=(14.5, 400), Yoigo=(2.0, 10)),
-                               previous=signal_frame(Movistar=(15.0, 500), Orange=(18.0, 500), Yoigo=(20.0, 500)))
+    hours = alerts.SignalHours(
+        last=signal_frame(Movistar=(10.0, 400), Orange=(14.5, 400), Yoigo=(2.0, 10), Vodafone=(NAN, NAN)),
+        previous=signal_frame(Movistar=(15.0, 500), Orange=(18.0, 500), Yoigo=(20.0, 500), Vodafone=(20.0, 500)))
     verdict = check("signal_drop", seen(signal=hours))
-    assert keys(verdict) == ["signal_drop:Movistar"]  # Orange dropped 3.5 (< 5); Yoigo has too few samples
+    # Orange dropped 3.5 (< 5); Yoigo has too few samples; Vodafone has no figures (SQL NULLs)
+    assert keys(verdict) == ["signal_drop:Movistar"]
     assert verdict is not None and "down 5.0 from 15.0" in verdict.findings[0].summary
     assert check("signal_drop", seen()) is None  # not read this time: not judged
 

@@ -20,6 +20,7 @@ from moto import mock_aws
 from core import alerts
 from core.config import Settings
 from glue_job.lake_files import LakeFiles
+from glue_job.sink import BatchOutput
 from glue_job.status import BATCH_METRICS, HEARTBEAT_METRIC, HEARTBEAT_SECONDS, MetricsPublisher, StatusTracker
 from tests.infra.test_template import TEMPLATE_PATH, _as_list, _resources, iter_policy_statements, render
 
@@ -90,8 +91,7 @@ def test_each_batch_and_a_heartbeat_a_minute_reach_cloudwatch(cloudwatch: Any, t
     clock = Clock()
     publisher = MetricsPublisher(cloudwatch, JOB, "SignalStream", clock=clock)
     tracker = StatusTracker(LakeFiles(str(tmp_path / "lake")), JOB, on_batch=publisher.batch)
-    output = type("Output", (), {"batch_id": 0, "aggregated_rows": 90, "quarantined_rows": 10})()
-    tracker.record_output(output)  # type: ignore[arg-type]  # the fields of glue_job.sink.BatchOutput it reads
+    tracker.record_output(BatchOutput(batch_id=0, input_rows=100, aggregated_rows=90, quarantined_rows=10, commits=5))
     tracker.absorb([progress(0, 100)])
     tracker.absorb([progress(0, 100)])  # a report seen twice is counted once
     publisher.heartbeat()  # within the minute of the batch's heartbeat: not sent

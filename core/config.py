@@ -66,6 +66,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SIGNAL_DEAD_AFTER_SECONDS", "dead_after_seconds", "300",
                 "a pipeline hop older than this is red; the wall display shows a stale banner"),
     SettingSpec("SIGNAL_ROTATE_SECONDS", "rotate_seconds", "30", "wall display: seconds per view"),
+    SettingSpec("SIGNAL_MAP_TILES", "map_tiles", "carto", "base map of the coverage map, loaded by the viewer's "
+                "browser: `carto` (CARTO basemaps), `osm` (OpenStreetMap), an XYZ tile URL with {z}, {x} and {y}, or "
+                "`off` (lon/lat axes, nothing loaded from elsewhere: for screens with no internet)"),
     SettingSpec("SIGNAL_BIND_ADDRESS", "bind_address", "127.0.0.1",
                 "address `make run` serves the console on; anything but loopback exposes it to the network, and "
                 "then no one is an operator without a login"),
@@ -99,6 +102,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "hour before"),
 )
 
+# The coverage map's named base maps (core.charts.MAP_STYLES) and `off`, the lon/lat view without one.
+MAP_TILES = ("carto", "osm", "off")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -129,6 +135,21 @@ def _parse_percent(env: str, raw: str) -> float:
     return value
 
 
+def tile_url_template(value: str) -> bool:
+    """Return True when a value is an http(s) XYZ tile URL template (with {z}, {x} and {y})."""
+    return value.startswith(("https://", "http://")) and all(part in value for part in ("{z}", "{x}", "{y}"))
+
+
+def _parse_map_tiles(raw: str) -> str:
+    if tile_url_template(raw):
+        return raw
+    if raw.lower() not in MAP_TILES:
+        raise ConfigError(f"SIGNAL_MAP_TILES={raw!r} is not a base map",
+                          next_step=f"use one of {', '.join(MAP_TILES)}, or a tile URL like "
+                          "https://tiles.example.com/{z}/{x}/{y}.png")
+    return raw.lower()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the project, read once from the environment."""
@@ -153,6 +174,7 @@ class Settings:
     stale_after_seconds: float
     dead_after_seconds: float
     rotate_seconds: float
+    map_tiles: str
     bind_address: str
     auth: str
     role: str
@@ -245,6 +267,7 @@ class Settings:
             stale_after_seconds=stale,
             dead_after_seconds=dead,
             rotate_seconds=_parse_positive("SIGNAL_ROTATE_SECONDS", raw["rotate_seconds"], float),
+            map_tiles=_parse_map_tiles(raw["map_tiles"]),
             bind_address=bind_address,
             auth=auth,
             role=role,

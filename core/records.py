@@ -63,6 +63,24 @@ KNOWN_OPERATORS: dict[str, str] = {
     "tim": "TIM",
 }
 
+# What a handset puts in the operator (or network) field when it has no operator to show: its service
+# state, not a network. Such a record has no operator (unknown) and this status, whatever status it
+# reported; keyed by the cleaned, lower-cased text.
+NO_SERVICE_LABELS: dict[str, str] = {
+    "solo llamadas de emergencia": "2",
+    "sólo llamadas de emergencia": "2",
+    "emergency calls only": "2",
+    "sin servicio": "1",
+    "no service": "1",
+}
+# Android's ServiceState codes and the descriptions the source logs carry with them.
+SERVICE_STATES: dict[str, str] = {
+    "0": "STATE_IN_SERVICE",
+    "1": "STATE_OUT_OF_SERVICE",
+    "2": "STATE_EMERGENCY_ONLY",
+    "3": "STATE_POWER_OFF",
+}
+
 LAT_RANGE = (-90.0, 90.0)
 LON_RANGE = (-180.0, 180.0)
 
@@ -116,16 +134,21 @@ def parse_number(value: Any) -> float | None:
 
 
 def canonical_name(value: Any) -> str:
-    """Return one spelling for an operator or network name, whatever its case and spacing."""
-    text = clean_text(value)
-    if not text:
+    """Return one spelling for an operator or network name, whatever its case and spacing; a service
+    state written in its place (NO_SERVICE_LABELS) is no name: unknown."""
+    lowered = clean_text(value).lower()
+    if not lowered or lowered in NO_SERVICE_LABELS:
         return UNKNOWN
-    lowered = text.lower()
     known = KNOWN_OPERATORS.get(lowered)
     if known:
         return known
     # Spark's initcap: words split on single spaces, first letter upper, the rest lower.
     return " ".join(word[:1].upper() + word[1:] for word in lowered.split(" "))
+
+
+def no_service_status(operator: Any, network: Any) -> str | None:
+    """Return the status code a no-service label in the operator, else the network, field stands for."""
+    return NO_SERVICE_LABELS.get(clean_text(operator).lower()) or NO_SERVICE_LABELS.get(clean_text(network).lower())
 
 
 def normalise_code(value: Any) -> str:
@@ -226,14 +249,16 @@ def normalise(fields: Mapping[str, Any], *, stream_seq: str, arrival: datetime) 
         reason = REASON_FUTURE_EVENT_TIME
     # A quarantined record keeps the stream's identity: its record_id may be as broken as the rest.
     record_key = (reason is None and clean_text(fields.get("record_id"))) or stream_seq
+    no_service = no_service_status(fields.get("operator"), fields.get("network"))
     return NormalisedRecord(
         record_key=record_key,
         event_time=event_time,
         quarantine_reason=reason,
         operator=canonical_name(fields.get("operator")),
         network=canonical_name(fields.get("network")),
-        status=normalise_code(fields.get("status")),
-        description=normalise_label(fields.get("description"), upper=True),
+        status=no_service or normalise_code(fields.get("status")),
+        description=SERVICE_STATES[no_service] if no_service else normalise_label(fields.get("description"),
+                                                                                  upper=True),
         provider=normalise_label(fields.get("provider"), lower=True),
         activity=normalise_label(fields.get("activity"), upper=True),
         postal_code=normalise_code(fields.get("postal_code")),

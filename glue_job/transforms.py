@@ -63,11 +63,19 @@ def _in_range(column: Column, bounds: tuple[float, float]) -> Column:
     return F.when(column.between(bounds[0], bounds[1]), column)
 
 
-def _canonical_name(column: Column) -> Column:
-    text = _clean(F.coalesce(column, F.lit("")))
-    lowered = F.lower(text)
-    known = F.create_map(*[F.lit(x) for pair in R.KNOWN_OPERATORS.items() for x in pair])
-    return F.when(text == "", F.lit(R.UNKNOWN)).otherwise(F.coalesce(known[lowered], F.initcap(lowered)))
+def _lowered(column: Column) -> Column:
+    return F.lower(_clean(F.coalesce(column, F.lit(""))))
+
+
+def _literal_map(mapping: dict[str, str]) -> Column:
+    return F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair])
+
+
+def _canonical_name(lowered: Column) -> Column:
+    # From the cleaned, lower-cased text (_lowered): a no-service label is no name, like an empty one.
+    known = _literal_map(R.KNOWN_OPERATORS)
+    no_name = (lowered == "") | lowered.isin(list(R.NO_SERVICE_LABELS))
+    return F.when(no_name, F.lit(R.UNKNOWN)).otherwise(F.coalesce(known[lowered], F.initcap(lowered)))
 
 
 def _without_float_suffix(text: Column) -> Column:
@@ -139,20 +147,25 @@ def parse_records(raw: DataFrame) -> DataFrame:
     fields = decoded.select(
         *RAW_COLUMNS, "_trimmed", r.isNull().alias("_null"),
         *[r[name].alias(f"_{name}") for name in (*R.RECORD_FIELDS, CORRUPT_COLUMN)],
+        # Both the name and the status read these (a no-service label in place of the operator).
+        _lowered(r["operator"]).alias("_operator_key"), _lowered(r["network"]).alias("_network_key"),
     )
     event_time = F.coalesce(
         _timestamp(F.col("_event_time")),
         _timestamp(F.col("_hour")),
         _clock_on_arrival_date(F.col("_hour"), F.col("arrival_time")),
     )
+    labels = _literal_map(R.NO_SERVICE_LABELS)
+    no_service = F.coalesce(labels[F.col("_operator_key")], labels[F.col("_network_key")])
     normalised = fields.select(
         *RAW_COLUMNS, "_trimmed", "_null", F.col(f"_{CORRUPT_COLUMN}").alias("_corrupt"),
         event_time.alias("_event_time"),
         _clean(F.coalesce(F.col("_record_id"), F.lit(""))).alias("_record_id"),
-        _canonical_name(F.col("_operator")).alias("operator"),
-        _canonical_name(F.col("_network")).alias("network"),
-        _code(F.col("_status")).alias("status"),
-        _label(F.col("_description"), "upper").alias("description"),
+        _canonical_name(F.col("_operator_key")).alias("operator"),
+        _canonical_name(F.col("_network_key")).alias("network"),
+        F.coalesce(no_service, _code(F.col("_status"))).alias("status"),
+        F.when(no_service.isNotNull(), _literal_map(R.SERVICE_STATES)[no_service])
+        .otherwise(_label(F.col("_description"), "upper")).alias("description"),
         _label(F.col("_provider"), "lower").alias("provider"),
         _label(F.col("_activity"), "upper").alias("activity"),
         _code(F.col("_postal_code")).alias("postal_code"),

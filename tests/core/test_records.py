@@ -90,6 +90,29 @@ def test_provider_is_lower_cased_and_labels_upper_cased() -> None:
 
 
 @pytest.mark.parametrize(
+    ("operator", "network", "status", "expected"),
+    [
+        # The handset's "emergency calls only" state in place of the operator: no operator, that status.
+        ("Solo llamadas de emergencia", "Movistar", "0", (R.UNKNOWN, "Movistar", "2", "STATE_EMERGENCY_ONLY")),
+        (" SOLO  llamadas de\temergencia ", "", "1.0", (R.UNKNOWN, R.UNKNOWN, "2", "STATE_EMERGENCY_ONLY")),
+        ("Sólo llamadas de emergencia", "Orange", "", (R.UNKNOWN, "Orange", "2", "STATE_EMERGENCY_ONLY")),
+        ("Emergency calls only", "Vodafone", "3", (R.UNKNOWN, "Vodafone", "2", "STATE_EMERGENCY_ONLY")),
+        ("orange", "Sin servicio", "0", ("Orange", R.UNKNOWN, "1", "STATE_OUT_OF_SERVICE")),
+        ("No service", "no service", "0", (R.UNKNOWN, R.UNKNOWN, "1", "STATE_OUT_OF_SERVICE")),
+        # An operator whose name merely contains such words is an operator.
+        ("Solo llamadas de emergencia 2", "Movistar", "0", ("Solo Llamadas De Emergencia 2", "Movistar", "0",
+                                                            "STATE_IN_SERVICE")),
+    ],
+)
+def test_a_service_state_in_the_operator_field_is_no_operator_and_sets_the_status(
+        operator: str, network: str, status: str, expected: tuple[str, str, str, str]) -> None:
+    record = R.normalise(_fields(operator=operator, network=network, status=status, description="STATE_IN_SERVICE"),
+                         stream_seq="s1", arrival=ARRIVAL)
+    assert (record.operator, record.network, record.status, record.description) == expected
+    assert R.canonical_name(operator) == expected[0]
+
+
+@pytest.mark.parametrize(
     ("lat", "long", "expected"),
     [
         ("40.4", "-3.7", (40.4, -3.7)),

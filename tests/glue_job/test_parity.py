@@ -63,6 +63,17 @@ CASES: tuple[Case, ...] = (
     Case("unknown operator names", obj(hour="09:00:00", operator="free  MOBILE", network="tELE2")),
     Case("accented unknown operator", obj(hour="09:00:00", operator="télécom  ÉCLAIR", network="é")),
     Case("operator and network as JSON null", obj(hour="09:00:00", operator=None, network=None)),
+    Case("emergency calls only in the operator field",
+         obj(hour="09:00:00", operator="Solo llamadas de emergencia", network="Movistar", status="0",
+             description="STATE_IN_SERVICE")),
+    Case("emergency label spaced and upper-cased",
+         obj(hour="09:00:00", operator="  SOLO  llamadas de\temergencia ", status=1.0, description="")),
+    Case("no-service label in the network field only",
+         obj(hour="09:00:00", operator="orange", network="Sin Servicio", status="0", description="state_in_service")),
+    Case("accented and english labels", obj(hour="09:00:00", operator="Sólo llamadas de emergencia",
+                                            network="Emergency calls only", status="3")),
+    Case("a name that only starts like a label", obj(hour="09:00:00", operator="Solo llamadas de emergencia 2",
+                                                      network="no service yet", status="0")),
     Case("float postal code and status 0.0 as strings", obj(hour="09:00:00", postal_code="28001.0", status="0.0")),
     Case("float postal code and status as JSON numbers", obj(hour="09:00:00", postal_code=28001.0, status=1)),
     Case("empty postal code, missing status", obj(hour="09:00:00", postal_code="")),
@@ -235,3 +246,11 @@ def test_cases_cover_every_outcome() -> None:
     assert by_name["record_id blank"].record_key == seq_of(blank_index)
     assert by_name["event time far in the future"].record_key != "r-future"
     assert by_name["JSON with trailing junk"].quarantine_reason is None
+    emergency = by_name["emergency calls only in the operator field"]
+    assert (emergency.operator, emergency.network, emergency.status, emergency.description) == (
+        R.UNKNOWN, "Movistar", "2", "STATE_EMERGENCY_ONLY")
+    no_network = by_name["no-service label in the network field only"]
+    assert (no_network.operator, no_network.network, no_network.status, no_network.description) == (
+        "Orange", R.UNKNOWN, "1", "STATE_OUT_OF_SERVICE")
+    assert by_name["a name that only starts like a label"].operator == "Solo Llamadas De Emergencia 2"
+    assert by_name["a name that only starts like a label"].status == "0"

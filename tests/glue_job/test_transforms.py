@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
@@ -13,6 +14,7 @@ from pyspark.sql import functions as F
 
 from core import records as R
 from glue_job import transforms
+from tests import reference
 
 RAW_SCHEMA = "payload string, stream_seq string, arrival_time timestamp"
 WINDOW_SCHEMA = "window_start timestamp, window_end timestamp"
@@ -228,6 +230,37 @@ def test_coverage_grid_cells_and_rows_without_a_position(spark: SparkSession) ->
         f"signal_count bigint, record_count bigint, {PARTITION_SCHEMA}",
     )
     assert_equal(actual, expected)
+
+
+def test_no_service_texts_in_place_of_an_operator_are_counted_as_the_reference_counts_them(spark: SparkSession) -> None:
+    # As the real logs carry them: the handset's "emergency calls only" state in the operator field.
+    header = ("hour", "operator", "network", "signal", "status", "description", "postal_code")
+    rows = [
+        ("10:00:05", "Movistar", "Movistar", "20", "0", "STATE_IN_SERVICE", "28013.0"),
+        ("10:00:10", "Solo llamadas de emergencia", "Movistar", "4", "0", "STATE_IN_SERVICE", "28013.0"),
+        ("10:00:15", " SOLO LLAMADAS DE  EMERGENCIA", "", "2", "1", "STATE_OUT_OF_SERVICE", "28013.0"),
+        ("10:00:20", "orange", "Sin servicio", "9", "0", "STATE_IN_SERVICE", "28047.0"),
+        ("10:00:25", "", "", "11", "3", "STATE_POWER_OFF", ""),
+        ("10:00:30", "Yoigo", "Yoigo", "15", "2", "STATE_EMERGENCY_ONLY", "28047.0"),
+    ]
+    source = pd.DataFrame(rows, columns=list(header), dtype=str)
+    records = usable(spark, [dict(zip(header, row, strict=True)) for row in rows])
+
+    signal = table_of("signal_strength_by_operator", records).groupBy(F.lower("operator").alias("operator")).agg(
+        F.sum("signal_sum").alias("signal_sum"), F.sum("signal_count").alias("samples")).toPandas()
+    got = signal.assign(avg_signal=signal["signal_sum"] / signal["samples"])[["operator", "avg_signal", "samples"]]
+    want = reference.signal_by_operator(source)
+    pd.testing.assert_frame_equal(got.sort_values("operator", ignore_index=True), want, check_dtype=False)
+    # Neither spelling of the state became an operator of its own: both are in "unknown" with the empty one.
+    assert want.set_index("operator").loc["unknown", "samples"] == 3
+
+    status = table_of("status_count", records).groupBy("postal_code", "status", "description").agg(
+        F.sum("record_count").alias("records")).toPandas()
+    want_status = reference.status_by_postal_code(source)
+    keys = ["postal_code", "status", "description"]
+    pd.testing.assert_frame_equal(status.sort_values(keys, ignore_index=True),
+                                  want_status.sort_values(keys, ignore_index=True), check_dtype=False)
+    assert want_status.set_index(keys).loc[("28013", "2", "STATE_EMERGENCY_ONLY"), "records"] == 2
 
 
 def test_quarantined_rows_are_partitioned_by_arrival_time(spark: SparkSession) -> None:

@@ -595,12 +595,13 @@ class AlertMonitor:
         return observation, problems
 
     def _signal_hours(self, now: datetime) -> SignalHours:
-        hour = timedelta(hours=1)
-
-        def frame(since: datetime, until: datetime) -> pd.DataFrame:
-            return self.backend.lake.query("signal_by_operator", {"since": since, "until": until}).frame
-
-        return SignalHours(last=frame(now - hour, now), previous=frame(now - 2 * hour, now - hour))
+        # One comparison query answers for the last hour and the hour before it.
+        both = self.backend.lake.query("signal_by_operator_compared", {"since": now - timedelta(hours=1),
+                                                                       "until": now}).frame
+        columns = ["operator", "avg_signal", "samples"]
+        previous = both[["operator", "previous_avg_signal", "previous_samples"]].set_axis(columns, axis=1)
+        return SignalHours(last=both[columns].dropna(subset=["samples"]),
+                           previous=previous.dropna(subset=["samples"]))
 
     def evaluate(self, now: datetime | None = None) -> Evaluation:
         """Observe, judge every rule, save the state, then log and post what changed (and what is still due)."""

@@ -352,7 +352,7 @@ def test_an_unreachable_webhook_never_stops_the_evaluation(clean_environ: Path) 
 
 def test_a_drop_of_an_operators_signal_in_the_local_lake_fires_and_is_not_judged_between_reads(
         clean_environ: Path) -> None:
-    # Two hours of signal_strength_by_operator in the real lake, read by DuckDB through signal_by_operator.
+    # Two hours of signal_strength_by_operator in the real lake, read by DuckDB through signal_by_operator_compared.
     now = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
     lake = clean_environ / "lake"
     for batch_id, (minutes_ago, movistar, orange) in enumerate([(90, 15.0, 12.0), (30, 8.0, 11.0)]):

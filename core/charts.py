@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,16 +19,22 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from core.config import tile_url_template
 from core.domain import BatchProgress
 from core.records import UNKNOWN, canonical_name
 
 NO_DATA = "No data in this time range"
-PROVISIONAL = "provisional (late data may still change it)"
+PROVISIONAL = "provisional"  # pages say the rest: late data may still change these windows
 SIGNAL_TITLE = "Average signal level (raw, 0-31)"
 SIGNAL_MAX = 31
 EVENT_TIME_TITLE = "Event time (UTC)"
 WINDOW = timedelta(minutes=1)
 DARK_FONT_SIZE = 18
+MARGIN_TOP = 30
+MARK_ROW_PX = 22  # one row of replay-mark numbers above the plot
+MARK_ROWS = 3
+MARK_GAP = 0.04  # numbers closer than this share of the time axis would touch: they take another row
+NOTE_MARGIN = 64  # room above the plot for two lines of a note, at the wall's font size too
 SIGNAL_SCALE = "RdYlGn"
 NO_READING_COLOR = "#9e9e9e"
 
@@ -78,10 +85,12 @@ def operator_colors(operators: Iterable[str]) -> dict[str, str]:
 
 
 def _style(fig: go.Figure, dark: bool, *, empty: bool) -> go.Figure:
+    # A builder that put something around the plot (notes above it, a colour bar below) kept room for it.
+    margin = fig.layout.margin
     fig.update_layout(
         template="plotly_dark" if dark else "plotly_white",
         paper_bgcolor="rgba(0,0,0,0)",
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 10, "r": 10, "t": max(margin.t or 0, MARGIN_TOP), "b": max(margin.b or 0, 10)},
     )
     if dark:
         fig.update_layout(font_size=DARK_FONT_SIZE)
@@ -110,10 +119,12 @@ def _datetimes(values: pd.Series) -> list[datetime]:
 
 
 def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False) -> go.Figure:
-    """Return bars of the average signal level per operator, best first."""
+    """Return bars of the average signal level per operator, best first; records with no operator are not
+    ranked among them but summed up in a note above the bars."""
     fig = go.Figure()
-    if not frame.empty:
-        rows = frame.sort_values(["avg_signal", "operator"], ascending=[False, True], na_position="last")
+    ranked = frame[frame["operator"].astype(str) != UNKNOWN] if not frame.empty else frame
+    if not ranked.empty:
+        rows = ranked.sort_values(["avg_signal", "operator"], ascending=[False, True], na_position="last")
         operators = [str(name) for name in rows["operator"]]
         colors = operator_colors(operators)
         fig.add_bar(
@@ -126,9 +137,32 @@ def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False) -> go.Figure
                 "<br>Min %{customdata[1]:.0f} / max %{customdata[2]:.0f}<extra></extra>"
             ),
         )
+    note = unranked_note(frame)
+    if note:
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom",
+                           align="left", showarrow=False, name="unranked")
+        fig.update_layout(margin_t=NOTE_MARGIN)
     fig.update_xaxes(title_text="Operator", type="category")
     fig.update_yaxes(title_text=SIGNAL_TITLE, range=[0, SIGNAL_MAX])
     return _style(fig, dark, empty=frame.empty)
+
+
+def unranked_note(frame: pd.DataFrame) -> str | None:
+    """Return what signal_by_operator's rows without an operator add up to, or None when there are none.
+
+    They are no operator (none reported, or the handset's no-service state in its place, see
+    core.records.NO_SERVICE_LABELS), so they are not ranked among the operators.
+    """
+    if frame.empty:
+        return None
+    rows = frame[frame["operator"].astype(str) == UNKNOWN]
+    if rows.empty:
+        return None
+    samples = int(rows["samples"].sum())
+    weighted = (rows["avg_signal"].astype(float) * rows["samples"].astype(float)).sum()
+    average = f"average {weighted / samples:.1f}" if samples else "no signal reading"
+    # Two short lines: a chart can be a third of a laptop screen wide.
+    return f"Not ranked: {samples:,} samples with no operator<br>(none reported, or no service), {average}"
 
 
 def signal_per_minute_line(
@@ -159,18 +193,51 @@ def signal_per_minute_line(
                 opacity=0.15,
                 line_width=0,
                 layer="below",
+                # Inside the shaded part, right-aligned: past its right end are the legend's names.
                 annotation_text=PROVISIONAL,
-                annotation_position="top left",
+                annotation_position="top right",
             )
-        for moment, label in annotations:
-            fig.add_vline(
-                x=_utc_moment(moment), line_dash="dot", line_color="grey",
-                annotation_text=label, annotation_position="bottom right",
-            )
+        _add_marks(fig, annotations, rows["minute"].min().to_pydatetime(),
+                   (rows["minute"].max() + WINDOW).to_pydatetime())
     fig.update_xaxes(title_text=EVENT_TIME_TITLE)
     fig.update_yaxes(title_text=SIGNAL_TITLE, range=[0, SIGNAL_MAX])
     fig.update_layout(legend_title_text="Operator")
     return _style(fig, dark, empty=frame.empty)
+
+
+def _add_marks(fig: go.Figure, marks: Sequence[tuple[datetime, str]], first: datetime, last: datetime) -> None:
+    # Each mark is a dotted line with its number above the plot, where no data, tick or legend is; the
+    # full label is the number's hover text and the page's caption (marks_caption). Numbers closer than
+    # MARK_GAP of the time axis go on rows of their own; past MARK_ROWS a mark keeps its line alone.
+    moments = sorted(((_utc_moment(moment), label) for moment, label in marks), key=lambda mark: mark[0])
+    if not moments:
+        return
+    start, stop = min(first, moments[0][0]), max(last, moments[-1][0])
+    span = max((stop - start).total_seconds(), 1.0)
+    row_ends: list[datetime] = []  # the moment of the last number on each row
+    for number, (moment, label) in enumerate(moments, start=1):
+        fig.add_shape(type="line", x0=moment, x1=moment, xref="x", y0=0, y1=1, yref="paper",
+                      line={"dash": "dot", "color": "grey", "width": 1}, name=f"mark {number}")
+        row = next((i for i, end in enumerate(row_ends) if (moment - end).total_seconds() / span >= MARK_GAP),
+                   len(row_ends))
+        if row >= MARK_ROWS:
+            continue
+        if row == len(row_ends):
+            row_ends.append(moment)
+        row_ends[row] = moment
+        fig.add_annotation(x=moment, xref="x", y=1, yref="paper", yanchor="bottom", yshift=2 + row * MARK_ROW_PX,
+                           text=str(number), hovertext=label, showarrow=False, bordercolor="grey", borderwidth=1,
+                           borderpad=2, name=f"mark {number}")
+    fig.update_layout(margin_t=MARGIN_TOP + len(row_ends) * MARK_ROW_PX)
+
+
+def marks_caption(marks: Sequence[tuple[datetime, str]]) -> str | None:
+    """Return the caption that names the numbered marks of signal_per_minute_line, or None without marks."""
+    if not marks:
+        return None
+    ordered = sorted(marks, key=lambda mark: _utc_moment(mark[0]))
+    return "Dotted lines: " + " · ".join(
+        f"{number} {label} ({_utc_moment(moment):%H:%M:%S} UTC)" for number, (moment, label) in enumerate(ordered, 1))
 
 
 def _add_operator_lines(fig: go.Figure, rows: pd.DataFrame, operator: str) -> None:
@@ -209,8 +276,9 @@ def _add_operator_lines(fig: go.Figure, rows: pd.DataFrame, operator: str) -> No
 
 def gps_by_provider_bars(frame: pd.DataFrame, dark: bool = False) -> go.Figure:
     """Return side-by-side bars of average GPS precision (m) and satellites per location provider."""
+    # Short titles and room between the two: side by side on a laptop, longer ones ran into each other.
     fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("Average precision (m, lower is better)", "Average satellites")
+        rows=1, cols=2, subplot_titles=("Precision (lower is better)", "Satellites"), horizontal_spacing=0.2
     )
     if not frame.empty:
         rows = frame.sort_values(["samples", "provider"], ascending=[False, True])
@@ -292,10 +360,134 @@ def combine_cells(frame: pd.DataFrame, operators: Sequence[str] | None = None) -
     return cells.sort_values(["lat_cell", "lon_cell"], ignore_index=True)[CELL_COLUMNS]
 
 
-def coverage_map(cells: pd.DataFrame, cell_degrees: float, dark: bool = False) -> go.Figure:
-    """Return combined grid cells (see combine_cells) as squares coloured by signal on lon/lat axes."""
+# SIGNAL_MAP_TILES (core.config.MAP_TILES): the named base maps' plotly styles (light, dark), "off" for none;
+# any other value is an XYZ tile URL template.
+MAP_STYLES: dict[str, tuple[str, str]] = {
+    "carto": ("carto-positron", "carto-darkmatter"),
+    "osm": ("open-street-map", "open-street-map"),
+}
+TILES_OFF = "off"
+MAP_HEIGHT = 480
+MAP_WIDTH = 400  # the width the first view is fitted to (a laptop's panel); a wider one shows more around
+MAP_OPACITY = 0.75
+COLORBAR_MARGIN = 70  # the horizontal colour bar and its title under the map
+DOT_PX = 6
+DOT_BAND = 4  # signal levels per colour of the dots that stand for cells too small to see
+MAX_ZOOM = 15.0
+
+
+def coverage_map(cells: pd.DataFrame, cell_degrees: float, dark: bool = False, tiles: str = TILES_OFF) -> go.Figure:
+    """Return combined grid cells (see combine_cells) as squares of their real size coloured by signal.
+
+    With `tiles` a base map (MAP_STYLES or a tile URL template) they are drawn on a map whose tiles the
+    viewer's browser loads; with "off", nothing is loaded from elsewhere: the squares sit on lon/lat axes.
+    """
     if not cell_degrees > 0:
         raise ValueError(f"cell_degrees must be positive, not {cell_degrees}")
+    if tiles == TILES_OFF:
+        return _coverage_axes(cells, cell_degrees, dark)
+    if tiles not in MAP_STYLES and not tile_url_template(tiles):
+        raise ValueError(f"tiles must be one of {', '.join([*MAP_STYLES, TILES_OFF])} or a tile URL, not {tiles!r}")
+    fig = go.Figure()
+    if not cells.empty:
+        _add_cell_polygons(fig, cells, cell_degrees)
+    center, zoom = _fit_view(cells, cell_degrees)
+    if tiles in MAP_STYLES:
+        style, layers = MAP_STYLES[tiles][1 if dark else 0], []
+    else:
+        # Any XYZ server (a company's own, for screens that reach no public one), under the cells.
+        style, layers = "white-bg", [{"sourcetype": "raster", "source": [tiles], "below": "traces"}]
+    layers += _cell_dots(cells, cell_degrees)
+    # uirevision: a refresh keeps the viewer's pan and zoom.
+    fig.update_layout(map={"style": style, "layers": layers, "center": center, "zoom": zoom},
+                      height=MAP_HEIGHT, uirevision="coverage", margin_b=COLORBAR_MARGIN)
+    return _style(fig, dark, empty=cells.empty)
+
+
+def _cell_dots(cells: pd.DataFrame, size: float) -> list[dict[str, Any]]:
+    """Return map layers that draw each cell as a dot while it is too small to see (below dots_max_zoom)."""
+    # Zoomed out to a region a cell is less than a pixel and the map drops its square: a dot of a few pixels
+    # at its centre, in its signal's colour (one layer per band of levels, a layer has one colour), shows
+    # where the cells are until the squares are big enough to take over.
+    if cells.empty:
+        return []
+    signal = cells["avg_signal"].to_numpy(dtype=float)
+    bands = np.clip(np.floor(np.nan_to_num(signal) / DOT_BAND), 0, SIGNAL_MAX // DOT_BAND)
+    band = np.where(np.isnan(signal), -1, bands)
+    lat = cells["lat_cell"].to_numpy(dtype=float) + size / 2
+    lon = cells["lon_cell"].to_numpy(dtype=float) + size / 2
+    layers = []
+    for value in np.unique(band):
+        chosen = band == value
+        centres = np.round(np.column_stack([lon[chosen], lat[chosen]]), 6).tolist()
+        points = {"type": "MultiPoint", "coordinates": centres}
+        color = NO_READING_COLOR if value < 0 else level_color((value + 0.5) * DOT_BAND)
+        layers.append({"sourcetype": "geojson", "source": {"type": "Feature", "geometry": points, "properties": {}},
+                       "type": "circle", "circle": {"radius": DOT_PX / 2}, "color": color, "opacity": MAP_OPACITY,
+                       "maxzoom": dots_max_zoom(size), "name": f"dots {int(value)}"})
+    return layers
+
+
+def dots_max_zoom(size: float) -> float:
+    """Return the zoom from which a cell of `size` degrees is DOT_PX wide: its square shows, its dot not."""
+    return math.log2(DOT_PX * 360 / (512 * size))
+
+
+def _fit_view(cells: pd.DataFrame, size: float) -> tuple[dict[str, float], float]:
+    """Return the centre and zoom that fit every cell in a MAP_WIDTH x MAP_HEIGHT map (Web Mercator)."""
+    if cells.empty:
+        return {"lat": 40.0, "lon": -3.7}, 4.0
+    west, east = float(cells["lon_cell"].min()), float(cells["lon_cell"].max()) + size
+    south, north = float(cells["lat_cell"].min()), float(cells["lat_cell"].max()) + size
+
+    def mercator(lat: float) -> float:
+        clipped = math.radians(min(max(lat, -85.0), 85.0))
+        return math.log(math.tan(math.pi / 4 + clipped / 2))
+
+    # The world is 512 * 2**zoom pixels wide in MapLibre; keep a tenth of the map as a border.
+    across = math.log2(0.9 * MAP_WIDTH * 360 / (512 * (east - west)))
+    down = math.log2(0.9 * (MAP_HEIGHT - MARGIN_TOP - 10) * 2 * math.pi / (512 * (mercator(north) - mercator(south))))
+    middle = math.degrees(math.atan(math.sinh((mercator(north) + mercator(south)) / 2)))
+    return {"lat": middle, "lon": (west + east) / 2}, max(0.0, min(across, down, MAX_ZOOM))
+
+
+def _add_cell_polygons(fig: go.Figure, cells: pd.DataFrame, size: float) -> None:
+    # One filled square per cell, its real size at every zoom, in two traces: cells with a signal reading on
+    # the signal scale, and the others grey.
+    lat = cells["lat_cell"].to_numpy(dtype=float)
+    lon = cells["lon_cell"].to_numpy(dtype=float)
+    signal = cells["avg_signal"].to_numpy(dtype=float)
+    customdata = np.column_stack([cells["samples"].to_numpy(dtype=float), cells["records"].to_numpy(dtype=float),
+                                  lat, lon])
+    hover = ("Cell %{customdata[2]:.4f}, %{customdata[3]:.4f}<br>Average signal %{text}"
+             "<br>Samples %{customdata[0]:,.0f}<br>Records %{customdata[1]:,.0f}<extra></extra>")
+    read = ~np.isnan(signal)
+    # The colour bar lies under the map: beside it, it took a third of a laptop's panel from the map.
+    colorbar = {"title": {"text": "Signal level (raw, 0-31)", "side": "top"}, "orientation": "h", "x": 0,
+                "xanchor": "left", "y": 0, "yanchor": "top", "len": 0.6, "thickness": 12}
+    for chosen, colors in ((read, {"z": signal[read], "colorscale": SIGNAL_SCALE, "zmin": 0, "zmax": SIGNAL_MAX,
+                                   "colorbar": colorbar}),
+                           (~read, {"z": np.zeros(int((~read).sum())), "showscale": False,
+                                    "colorscale": [[0, NO_READING_COLOR], [1, NO_READING_COLOR]]})):
+        if not chosen.any():
+            continue
+        ids = [str(index) for index in np.flatnonzero(chosen)]
+        squares = [
+            {"type": "Feature", "id": ident, "geometry": {"type": "Polygon", "coordinates": [[
+                [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0],
+            ]]}}
+            for ident, x0, y0, x1, y1 in zip(ids, *(np.round(corner, 6).tolist() for corner in (
+                lon[chosen], lat[chosen], lon[chosen] + size, lat[chosen] + size)), strict=True)
+        ]
+        fig.add_choroplethmap(
+            geojson={"type": "FeatureCollection", "features": squares}, featureidkey="id", locations=ids,
+            marker={"opacity": MAP_OPACITY, "line": {"width": 0}}, customdata=customdata[chosen],
+            hovertemplate=hover.replace("%{text}", "%{z:.1f}" if chosen is read else "no signal reading"),
+            meta={"signal_reading": chosen is read}, **colors,
+        )
+
+
+def _coverage_axes(cells: pd.DataFrame, cell_degrees: float, dark: bool) -> go.Figure:
     fig = go.Figure()
     if not cells.empty:
         _add_cell_squares(fig, cells, cell_degrees)
@@ -308,6 +500,7 @@ def coverage_map(cells: pd.DataFrame, cell_degrees: float, dark: bool = False) -
     fig.update_yaxes(
         title_text="Latitude (degrees north)", showgrid=False, zeroline=False, scaleanchor="x", scaleratio=scale
     )
+    fig.update_layout(height=MAP_HEIGHT)
     return _style(fig, dark, empty=cells.empty)
 
 

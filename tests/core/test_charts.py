@@ -161,6 +161,30 @@ def test_signal_bar_hover_shows_samples_min_and_max() -> None:
         assert field in bars.hovertemplate
 
 
+def test_records_without_an_operator_are_not_ranked_but_noted_above_the_bars() -> None:
+    frame = pd.concat([by_operator(), pd.DataFrame({"operator": ["unknown"], "avg_signal": [5.0], "samples": [47],
+                                                    "min_signal": [0], "max_signal": [9]})], ignore_index=True)
+    fig = charts.signal_by_operator_bar(frame)
+
+    assert list(fig.data[0].x) == ["Movistar", "Orange", "Yoigo"]  # unknown (5.0) would rank last, it is left out
+    (note,) = [a for a in fig.layout.annotations if a.name == "unranked"]
+    assert note.text == ("Not ranked: 47 samples with no operator<br>(none reported, or no service), average 5.0")
+    assert (note.yref, note.y, note.yanchor) == ("paper", 1, "bottom")
+    assert fig.layout.margin.t == charts.NOTE_MARGIN
+    assert charts.unranked_note(by_operator()) is None
+    assert not [a for a in charts.signal_by_operator_bar(by_operator()).layout.annotations if a.name == "unranked"]
+
+
+def test_only_records_without_an_operator_give_no_bars_and_the_note_not_no_data() -> None:
+    frame = pd.DataFrame({"operator": ["unknown"], "avg_signal": [float("nan")], "samples": [0],
+                          "min_signal": [None], "max_signal": [None]})
+    fig = charts.signal_by_operator_bar(frame)
+
+    assert not fig.data
+    assert annotation_texts(fig) == [
+        "Not ranked: 0 samples with no operator<br>(none reported, or no service), no signal reading"]
+
+
 def test_signal_bar_axis_titles_say_the_signal_is_a_raw_level() -> None:
     fig = charts.signal_by_operator_bar(by_operator())
 
@@ -248,13 +272,38 @@ def test_naive_and_aware_minutes_give_the_same_utc_points() -> None:
     assert all(x.tzinfo is None and x.minute < 4 and x.hour == 10 for trace in aware.data for x in trace.x)
 
 
-def test_annotations_are_vertical_lines_with_labels() -> None:
+def test_replay_marks_are_dotted_lines_with_numbers_above_the_plot_and_their_labels_on_hover() -> None:
     start = datetime(2026, 11, 28, 10, 1, tzinfo=UTC)
     fig = charts.signal_per_minute_line(per_minute(), annotations=[(start, "replay started"), (T0, "stopped")])
 
     lines = [shape for shape in fig.layout.shapes if shape.type == "line"]
-    assert [(line.x0, line.x1) for line in lines] == [(T0 + timedelta(minutes=1),) * 2, (T0, T0)]
-    assert annotation_texts(fig) == ["replay started", "stopped"]
+    assert [(line.x0, line.x1, line.line.dash) for line in lines] == [
+        (T0, T0, "dot"), (T0 + timedelta(minutes=1), T0 + timedelta(minutes=1), "dot")]  # oldest first
+    marks = [a for a in fig.layout.annotations if a.name and a.name.startswith("mark")]
+    assert [(a.text, a.hovertext, a.x) for a in marks] == [
+        ("1", "stopped", T0), ("2", "replay started", T0 + timedelta(minutes=1))]
+    # Above the plot (y = 1 of the paper, anchored at the bottom), where no line, tick or legend is.
+    assert all((a.yref, a.y, a.yanchor) == ("paper", 1, "bottom") for a in marks)
+    assert fig.layout.margin.t == charts.MARGIN_TOP + charts.MARK_ROW_PX
+    assert charts.marks_caption([(start, "replay started"), (T0, "stopped")]) == (
+        "Dotted lines: 1 stopped (10:00:00 UTC) · 2 replay started (10:01:00 UTC)")
+    assert charts.marks_caption([]) is None
+
+
+def test_replay_marks_close_together_take_rows_of_their_own_and_past_three_keep_only_their_line() -> None:
+    # Over 4 minutes of data, marks 2 s apart would touch (MARK_GAP is 9.6 s): each takes the next row, up to
+    # MARK_ROWS.
+    crowd = [(T0 + timedelta(minutes=2, seconds=2 * i), f"replay {i}") for i in range(5)]
+    apart = [(T0, "early"), (T0 + timedelta(minutes=4), "late")]
+    fig = charts.signal_per_minute_line(per_minute(), annotations=[*crowd, *apart])
+
+    marks = {a.hovertext: a for a in fig.layout.annotations if a.name and a.name.startswith("mark")}
+    rows = [(marks[label].yshift - 2) // charts.MARK_ROW_PX for label in ("replay 0", "replay 1", "replay 2")]
+    assert rows == [0, 1, 2]
+    assert "replay 3" not in marks and "replay 4" not in marks  # no fourth row
+    assert len([shape for shape in fig.layout.shapes if shape.type == "line"]) == 7  # every line is drawn
+    assert marks["early"].yshift == marks["late"].yshift == 2  # far apart: the first row
+    assert fig.layout.margin.t == charts.MARGIN_TOP + charts.MARK_ROWS * charts.MARK_ROW_PX
 
 
 def test_per_minute_axes_have_titles_with_units() -> None:
@@ -373,6 +422,81 @@ def test_coverage_map_hover_has_records_and_samples_and_a_signal_colour_bar() ->
     assert "raw, 0-31" in hover.marker.colorbar.title.text
 
 
+def map_cells() -> pd.DataFrame:
+    return charts.combine_cells(raw_cells())
+
+
+def test_coverage_map_on_tiles_draws_each_cell_as_a_square_of_its_real_size() -> None:
+    fig = charts.coverage_map(map_cells(), cell_degrees=0.01, tiles="carto")
+
+    read, unread = fig.data
+    assert (read.type, unread.type) == ("choroplethmap", "choroplethmap")
+    squares = {feature["id"]: feature["geometry"]["coordinates"][0] for feature in read.geojson["features"]}
+    assert list(read.locations) == list(squares) == ["0", "1"]
+    assert squares["0"] == [[-3.70, 40.41], [-3.69, 40.41], [-3.69, 40.42], [-3.70, 40.42], [-3.70, 40.41]]
+    assert squares["1"] == [[-3.70, 40.42], [-3.69, 40.42], [-3.69, 40.43], [-3.70, 40.43], [-3.70, 40.42]]
+    assert list(read.z) == [15.5, 31.0]
+    assert (read.zmin, read.zmax) == (0, 31)
+    # Red at level 0, green at 31, as level_color gives the squares of the lon/lat view.
+    low, high = (_rgb(color.replace(",", ", ")) for _, color in (read.colorscale[0], read.colorscale[-1]))
+    assert (low, high) == (_rgb(charts.level_color(0)), _rgb(charts.level_color(31)))
+    assert read.colorbar.title.text == "Signal level (raw, 0-31)"
+    assert [row[:2].tolist() for row in read.customdata] == [[20, 23], [2, 2]]
+    assert "Samples %{customdata[0]" in read.hovertemplate and "Records %{customdata[1]" in read.hovertemplate
+    # The cell without a signal reading: grey, no colour bar of its own, said so on hover.
+    assert list(unread.locations) == ["2"] and "Average signal no signal reading" in unread.hovertemplate
+    assert unread.showscale is False and unread.colorscale[0][1] == charts.NO_READING_COLOR
+    assert unread.geojson["features"][0]["geometry"]["coordinates"][0][0] == [-3.69, 40.43]
+
+
+def test_coverage_map_base_maps_light_dark_and_any_tile_server() -> None:
+    cells = map_cells()
+    assert charts.coverage_map(cells, 0.01, tiles="carto").layout.map.style == "carto-positron"
+    assert charts.coverage_map(cells, 0.01, tiles="carto", dark=True).layout.map.style == "carto-darkmatter"
+    assert charts.coverage_map(cells, 0.01, tiles="osm").layout.map.style == "open-street-map"
+    own = charts.coverage_map(cells, 0.01, tiles="https://tiles.example.com/{z}/{x}/{y}.png").layout.map
+    assert own.style == "white-bg"
+    raster = own.layers[0]
+    assert (raster.sourcetype, list(raster.source), raster.below) == (
+        "raster", ["https://tiles.example.com/{z}/{x}/{y}.png"], "traces")
+    with pytest.raises(ValueError, match="tiles"):
+        charts.coverage_map(cells, 0.01, tiles="google")
+    # A refresh keeps the viewer's pan and zoom.
+    assert charts.coverage_map(cells, 0.01, tiles="osm").layout.uirevision == "coverage"
+
+
+def test_coverage_map_cells_too_small_to_see_are_dots_until_their_squares_are_big_enough() -> None:
+    fig = charts.coverage_map(map_cells(), cell_degrees=0.01, tiles="osm")
+
+    dots = [layer for layer in fig.layout.map.layers if layer.type == "circle"]
+    centres = {tuple(point): layer.color for layer in dots for point in layer.source["geometry"]["coordinates"]}
+    assert centres == {(-3.695, 40.415): charts.level_color(14), (-3.695, 40.425): charts.level_color(30),
+                       (-3.685, 40.435): charts.NO_READING_COLOR}
+    # Hidden from the zoom where a cell is DOT_PX wide: 0.01 degrees there is 360 / 512 / 2**zoom * DOT_PX.
+    zoom = charts.dots_max_zoom(0.01)
+    assert pytest.approx(360 / 512 / 2**zoom * charts.DOT_PX) == 0.01
+    assert [layer.maxzoom for layer in dots] == pytest.approx([zoom] * len(dots))
+
+
+def test_coverage_map_first_view_holds_every_cell() -> None:
+    raw = pd.concat([raw_cells(), raw_cells().assign(lat_cell=41.38, lon_cell=2.17)], ignore_index=True)
+    fig = charts.coverage_map(charts.combine_cells(raw), cell_degrees=0.01, tiles="osm")
+
+    view = fig.layout.map
+    # The MAP_WIDTH-wide map at that zoom, in degrees of longitude: Madrid's cells and Barcelona's fit in it.
+    half_width = charts.MAP_WIDTH / 2 * 360 / (512 * 2**view.zoom)
+    assert view.center.lon - half_width < -3.70 and view.center.lon + half_width > 2.18
+    assert 40.41 < view.center.lat < 41.39
+    assert charts.coverage_map(map_cells(), 0.01, tiles="osm").layout.map.zoom > view.zoom  # one block: closer
+
+
+def test_coverage_map_on_tiles_says_no_data_for_no_cells() -> None:
+    fig = charts.coverage_map(map_cells().iloc[0:0], 0.01, tiles="osm")
+
+    assert not fig.data and annotation_texts(fig) == [charts.NO_DATA]
+    fig.to_json()
+
+
 def test_coverage_map_stays_small_and_fast_for_5000_cells() -> None:
     rng = np.random.default_rng(7)
     raw = pd.DataFrame(
@@ -382,9 +506,13 @@ def test_coverage_map_stays_small_and_fast_for_5000_cells() -> None:
             "signal_count": rng.integers(1, 100, 5000), "records": 100,
         }
     )
-    fig = charts.coverage_map(charts.combine_cells(raw), cell_degrees=0.01)
+    cells = charts.combine_cells(raw)
+    fig = charts.coverage_map(cells, cell_degrees=0.01)
 
     assert len(fig.data) <= 33  # one trace per signal level plus the hover markers, not one per cell
+    on_tiles = charts.coverage_map(cells, cell_degrees=0.01, tiles="osm")
+    assert len(on_tiles.data) <= 2 and len(on_tiles.layout.map.layers) <= 9  # not a trace or layer per cell
+    assert len(on_tiles.to_json()) < 250 * len(cells)  # about what each square's corners and numbers take
 
 
 # --- batches -------------------------------------------------------------------------------------

@@ -28,7 +28,24 @@ if context.auth_configured() and not st.user.to_dict().get("is_logged_in"):
 user = context.current_user()
 st.session_state["user"] = user
 
-wall = st.Page("pages/wall_display.py", title="Wall display", icon=":material/tv:", url_path="wall")
+WALL = "pages/wall_display.py"
+# (file, title, icon, section, listed for this user). The URL of each page is its file name: until a script
+# calls st.navigation, Streamlit serves the first session after a start from pages/ by file name itself.
+PAGES: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("pages/overview.py", "Overview", ":material/dashboard:", "Analytics", True),
+    ("pages/live_aggregations.py", "Live aggregations", ":material/monitoring:", "Analytics", True),
+    ("pages/pipeline_health.py", "Pipeline health", ":material/build:", "Operations", True),
+    ("pages/audit_log.py", "Audit log", ":material/receipt_long:", "Operations", user.is_operator),
+    ("pages/demo_replay.py", "Demo replay", ":material/play_circle:", "Demo", user.is_operator and settings.demo_mode),
+    (WALL, "Wall display", ":material/tv:", "Display", True),
+)
+
+
+def url_path(file: str) -> str:
+    """Return the URL path of a page: its file name without the folder and `.py`."""
+    return file.removeprefix("pages/").removesuffix(".py")
+
+
 if kiosk:
     # Unattended screen: no navigation, sidebar, header or toolbar; the page refreshes itself.
     st.markdown(
@@ -37,21 +54,18 @@ if kiosk:
         ".block-container{padding-top:1rem;max-width:100%}</style>",
         unsafe_allow_html=True,
     )
-    st.navigation([wall], position="hidden").run()
+    # Whatever page URL the screen was given (/, /wall_display, /live_aggregations, ...), it shows the wall:
+    # every URL of the console is registered, each running the wall, so none is "not found".
+    st.navigation([st.Page(WALL, title="Wall display", icon=":material/tv:", url_path=url_path(file),
+                           default=index == 0) for index, (file, *_) in enumerate(PAGES)],
+                  position="hidden").run()
     st.stop()
 
-pages: dict[str, list[st.Page]] = {
-    "Analytics": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/live_aggregations.py", title="Live aggregations", icon=":material/monitoring:"),
-    ],
-    "Operations": [st.Page("pages/pipeline_health.py", title="Pipeline health", icon=":material/build:")],
-    "Display": [wall],
-}
-if user.is_operator:
-    pages["Operations"].append(st.Page("pages/audit_log.py", title="Audit log", icon=":material/receipt_long:"))
-    if settings.demo_mode:
-        pages["Demo"] = [st.Page("pages/demo_replay.py", title="Demo replay", icon=":material/play_circle:")]
+pages: dict[str, list[st.Page]] = {}
+for index, (file, title, icon, section, listed) in enumerate(PAGES):
+    if listed:
+        pages.setdefault(section, []).append(st.Page(file, title=title, icon=icon, url_path=url_path(file),
+                                                     default=index == 0))
 
 with st.sidebar:
     st.markdown(f"**Signal Stream** · `{settings.backend.upper()}`")

@@ -8,6 +8,7 @@ import streamlit as st
 from core.errors import SignalStreamError
 from ui import context
 
+context.through_router()
 st.title("Audit log")
 if not context.current_user().is_operator:
     st.error("The audit log is for operators.")

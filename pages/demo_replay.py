@@ -15,6 +15,7 @@ from core.replay import ReplayOptions, count_data_lines, validate_csv
 from ui import actions, context
 from ui.widgets import fmt_time
 
+context.through_router()
 settings = context.settings()
 user = context.current_user()
 st.title("Demo replay")

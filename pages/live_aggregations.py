@@ -10,6 +10,7 @@ from core import charts, frames, queries
 from ui import context
 from ui.widgets import fmt_time, panel_footer, panel_header
 
+context.through_router()
 settings = context.settings()
 st.title("Live aggregations")
 

@@ -7,6 +7,7 @@ import streamlit as st
 from ui import context
 from ui.widgets import fmt_time, freshness_chain
 
+context.through_router()
 settings = context.settings()
 st.title("Overview")
 

@@ -11,6 +11,7 @@ from core.health import Level
 from ui import actions, context
 from ui.widgets import fmt_clock, fmt_time, level_badge
 
+context.through_router()
 settings = context.settings()
 user = context.current_user()
 st.title("Pipeline health")

@@ -18,6 +18,7 @@ from ui import context
 from ui.widgets import fmt_time
 
 VIEWS = ("Signal", "Coverage", "Network status")
+context.through_router()
 settings = context.settings()
 
 st.markdown(

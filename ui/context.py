@@ -264,3 +264,15 @@ def kpis(window: timedelta = timedelta(minutes=5)) -> Panel:
     """Return the headline numbers over the last `window` (records, signal, operators, quarantined)."""
     until = _until()
     return query("kpis", until - window, until, slot=f"kpis-{window.total_seconds():.0f}")
+
+
+def through_router() -> None:
+    """Rerun through Home.py's router when Streamlit ran this page straight from the pages/ folder."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # Until some script calls st.navigation, Streamlit routes a process's first session from pages/ itself:
+    # this page ran without Home.py (no kiosk mode, no login, Streamlit's own page list). One rerun with
+    # that mode off goes through Home.py, to this same page (its URL is its file name).
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

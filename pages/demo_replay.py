@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.auth import perform
 from core.demo import save_upload
-from core.errors import ConflictError, InputError, PermissionDeniedError, SignalStreamError
+from core.errors import InputError, SignalStreamError
 from core.replay import ReplayOptions, count_data_lines, validate_csv
 from ui import actions, context
 from ui.widgets import fmt_time
@@ -99,16 +99,8 @@ def start_replay() -> None:
         return
     options = ReplayOptions(rate=rate, limit=int(limit) or None, loop=loop, time_mode=time_mode,
                             recorded_date=recorded_date)
-    try:
-        perform(context.current_user(), "start_replay", source_name,
-                lambda: manager.start(path, options, started_by=user.name, source_name=source_name),
-                context.audit_log())
-    except PermissionDeniedError as error:
-        st.session_state[actions.MESSAGE] = ("error", f"Refused: {error}")
-    except ConflictError as error:
-        st.session_state[actions.MESSAGE] = ("info", str(error))
-    except SignalStreamError as error:
-        st.session_state[actions.MESSAGE] = ("error", f"The replay could not start: {error}")
+    actions.attempt("start_replay", source_name,
+                    lambda: manager.start(path, options, started_by=user.name, source_name=source_name))
 
 
 st.button("Start replay", type="primary", key="start_replay", icon=":material/play_arrow:",

@@ -8,7 +8,8 @@ import streamlit as st
 
 from core import charts, frames, queries
 from ui import context
-from ui.widgets import fmt_time, panel_footer, panel_header
+from ui.context import Panel
+from ui.widgets import chart_panel, fmt_time
 
 context.through_router()
 settings = context.settings()
@@ -31,7 +32,6 @@ if range_label == "Custom":
     if custom[1] <= custom[0]:
         st.error("The end of the range must be after its start.")
         st.stop()
-
 
 
 def filter_options(name: str, column: str) -> list[str]:
@@ -60,47 +60,37 @@ def panels() -> None:
     slot = range_label if custom is None else f"custom-{since.isoformat()}-{until.isoformat()}"
     watermark = context.watermark()
 
-    left, right = st.columns(2)
-    with left:
-        panel = context.query("signal_by_operator", since, until, slot=slot)
-        if panel_header(panel, "Average signal by operator") and panel.result is not None:
-            frame = frames.keep(panel.result.frame, "operator", operators)
-            st.plotly_chart(charts.signal_by_operator_bar(frame), key="chart_signal_by_operator")
-            panel_footer(panel, "signal_by_operator")
-    with right:
-        panel = context.query("signal_per_minute", since, until, slot=slot)
-        if panel_header(panel, "Signal per minute") and panel.result is not None:
-            frame = frames.keep(panel.result.frame, "operator", operators)
-            figure = charts.signal_per_minute_line(frame, watermark=watermark, annotations=annotations(since, until))
-            st.plotly_chart(figure, key="chart_signal_per_minute")
-            st.caption("Dashed: provisional windows, after the job's watermark; late data may still change them.")
-            panel_footer(panel, "signal_per_minute")
+    def panel(name: str) -> Panel:
+        return context.query(name, since, until, slot=slot)
 
     left, right = st.columns(2)
     with left:
-        panel = context.query("gps_by_provider", since, until, slot=slot)
-        if panel_header(panel, "GPS precision and satellites by provider") and panel.result is not None:
-            frame = frames.keep(panel.result.frame, "provider", providers)
-            st.plotly_chart(charts.gps_by_provider_bars(frame), key="chart_gps_by_provider")
-            panel_footer(panel, "gps_by_provider")
+        chart_panel(panel("signal_by_operator"), "Average signal by operator", "signal_by_operator",
+                    lambda frame: charts.signal_by_operator_bar(frames.keep(frame, "operator", operators)))
     with right:
-        panel = context.query("coverage_cells", since, until, slot=slot)
-        if panel_header(panel, "Coverage map") and panel.result is not None:
-            cells = charts.combine_cells(panel.result.frame, operators or None)
-            st.plotly_chart(charts.coverage_map(cells, settings.grid_degrees), key="chart_coverage")
-            window = queries.get("coverage_cells").window_seconds
-            start, end = queries.snap(since, until, window)
-            st.caption(f"Coverage is kept in {window // 60}-minute windows: this map counts "
-                       f"{fmt_time(start)} to {fmt_time(end)}.")
-            panel_footer(panel, "coverage_cells")
+        marks = annotations(since, until)
+        chart_panel(panel("signal_per_minute"), "Signal per minute", "signal_per_minute",
+                    lambda frame: charts.signal_per_minute_line(frames.keep(frame, "operator", operators),
+                                                                watermark=watermark, annotations=marks),
+                    notes=["Dashed: provisional windows, after the job's watermark; late data may still change them."])
 
-    panel = context.query("status_by_postal_code", since, until, slot=slot)
-    if panel_header(panel, "Network status by postal code") and panel.result is not None:
-        st.plotly_chart(charts.status_stacked_bar(panel.result.frame), key="chart_status")
-        st.dataframe(panel.result.frame, hide_index=True, width="stretch", key="table_status")
-        if operators:
-            st.caption("The operator filter does not apply here: status counts are kept per postal code only.")
-        panel_footer(panel, "status_by_postal_code")
+    left, right = st.columns(2)
+    with left:
+        chart_panel(panel("gps_by_provider"), "GPS precision and satellites by provider", "gps_by_provider",
+                    lambda frame: charts.gps_by_provider_bars(frames.keep(frame, "provider", providers)))
+    with right:
+        window = queries.get("coverage_cells").window_seconds
+        start, end = queries.snap(since, until, window)
+        chart_panel(panel("coverage_cells"), "Coverage map", "coverage_cells",
+                    lambda frame: charts.coverage_map(charts.combine_cells(frame, operators or None),
+                                                      settings.grid_degrees),
+                    notes=[f"Coverage is kept in {window // 60}-minute windows: this map counts "
+                           f"{fmt_time(start)} to {fmt_time(end)}."])
+
+    unfiltered = "The operator filter does not apply here: status counts are kept per postal code only."
+    notes = [unfiltered] if operators else []
+    chart_panel(panel("status_by_postal_code"), "Network status by postal code", "status_by_postal_code",
+                charts.status_stacked_bar, notes=notes, table=True)
 
 
 panels()

@@ -15,9 +15,10 @@ from streamlit_autorefresh import st_autorefresh
 from core import charts
 from core.health import Level
 from ui import context
-from ui.widgets import fmt_time
+from ui.widgets import fmt_time, kpi_tiles
 
 VIEWS = ("Signal", "Coverage", "Network status")
+WINDOW = timedelta(minutes=5)
 context.through_router()
 settings = context.settings()
 
@@ -32,20 +33,14 @@ view = VIEWS[rotation % len(VIEWS)]
 
 @st.fragment(run_every=settings.refresh_seconds)
 def headline() -> None:
-    kpis = context.kpis(timedelta(minutes=5))
+    kpis = context.kpis(WINDOW)
     chain = context.health_chain(kpis.result.as_of if kpis.result else None)
     stale = [hop for hop in chain if hop.level is Level.RED]
     if stale:
         st.error("STALE: " + " · ".join(f"{hop.label}: {hop.detail}" for hop in stale), icon=":material/warning:")
     if kpis.error:
         st.warning(f"Showing the last good numbers: {kpis.error}")
-    row = kpis.result.frame.iloc[0] if kpis.result is not None and len(kpis.result.frame) else None
-    avg = row["avg_signal"] if row is not None else None
-    tiles = st.columns(4)
-    tiles[0].metric("Records, last 5 min", f"{int(row['records']) if row is not None else 0:,}", border=True)
-    tiles[1].metric("Avg signal (raw 0-31)", "–" if avg is None or avg != avg else f"{avg:.1f}", border=True)
-    tiles[2].metric("Operators", int(row["operators"]) if row is not None else 0, border=True)
-    tiles[3].metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
+    kpi_tiles(kpis, WINDOW)
     st.caption(f"{view} · data as of {fmt_time(kpis.result.as_of if kpis.result else None)} · "
                f"next view in {settings.rotate_seconds:g} s")
 

@@ -3,12 +3,12 @@
 Buttons only *request* an action (session state); `run_pending` performs it through core.auth.perform,
 which checks the role of the user resolved on the server for this very run. A viewer who forges a
 request (or a stale button of a demoted user) is refused and audited, whatever the page showed; so
-is every action while the audit log cannot be written. Whatever fails, the page shows one message.
+is every action while the audit log cannot be written. Whatever fails, the page shows one message
+(`attempt` maps every outcome to it, for these buttons and for the pages' own actions).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +21,6 @@ from ui import context
 PENDING = "pending_action"
 CONFIRM = "confirm_action"
 MESSAGE = "action_message"
-
-log = logging.getLogger(__name__)
 
 
 def _handlers() -> dict[str, Callable[[str], Any]]:
@@ -60,8 +58,24 @@ def confirmation(key: str, actions: set[str]) -> None:
         cancel.button("Cancel", key=f"{key}_cancel", on_click=lambda: st.session_state.pop(CONFIRM, None))
 
 
+def attempt(action: str, target: str, run: Callable[[], Any]) -> None:
+    """Perform an action through core.auth.perform (role check, audit) and keep one message about its outcome."""
+    label = f"{action.replace('_', ' ')} {target}"
+    try:
+        perform(context.current_user(), action, target, run, context.audit_log())
+    except PermissionDeniedError as error:
+        st.session_state[MESSAGE] = ("error", f"Refused: {error}")
+    except ConflictError as error:
+        st.session_state[MESSAGE] = ("info", str(error))
+    # A local action fails on its files with OSError; perform has audited it as failed either way.
+    except (SignalStreamError, OSError) as error:
+        st.session_state[MESSAGE] = ("error", f"{label} failed: {error}")
+    else:
+        st.session_state[MESSAGE] = ("success", f"{label}: started")
+
+
 def run_pending() -> None:
-    """Perform a requested action once, with the role check and the audit entry."""
+    """Perform a requested action once, with the role check and the audit entry; show the last outcome."""
     pending = st.session_state.pop(PENDING, None)
     if pending:
         action, target = pending
@@ -69,19 +83,7 @@ def run_pending() -> None:
         if handler is None:
             st.session_state[MESSAGE] = ("error", f"Unknown action {action!r}")
         else:
-            try:
-                perform(context.current_user(), action, target, lambda: handler(target), context.audit_log())
-                st.session_state[MESSAGE] = ("success", f"{action.replace('_', ' ')} {target}: started")
-            except PermissionDeniedError as error:
-                st.session_state[MESSAGE] = ("error", f"Refused: {error}")
-            except ConflictError as error:
-                st.session_state[MESSAGE] = ("info", str(error))
-            except SignalStreamError as error:
-                st.session_state[MESSAGE] = ("error", f"{action.replace('_', ' ')} failed: {error}")
-            except Exception as error:  # audited as failed by perform; the browser gets a line, not a traceback
-                log.exception("%s %s failed", action, target)
-                st.session_state[MESSAGE] = ("error", f"{action.replace('_', ' ')} failed: "
-                                             f"{type(error).__name__}: {error}")
+            attempt(action, target, lambda: handler(target))
             context.forget_states()
     message = st.session_state.pop(MESSAGE, None)
     if message:

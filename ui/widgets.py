@@ -1,10 +1,12 @@
-"""Small rendering helpers shared by the pages: status badges, panel captions, query details."""
+"""Small rendering helpers shared by the pages: status badges, KPI tiles, panels with their query details."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.frames import to_safe_csv
@@ -78,3 +80,31 @@ def panel_footer(panel: Panel, key: str) -> None:
         st.code(result.sql, language="sql")
         st.caption(f"Parameters: {', '.join(map(str, result.params))}")
         st.caption(f"Query id {result.query_id} · {scanned}")
+
+
+def kpi_tiles(kpis: Panel, window: timedelta) -> int:
+    """Draw the headline tiles over `window` (records, average signal, operators, quarantined); return the records."""
+    frame = kpis.result.frame if kpis.result is not None else None
+    row = frame.iloc[0] if frame is not None and len(frame) else None
+    records = int(row["records"]) if row is not None else 0
+    average = row["avg_signal"] if row is not None else None
+    tiles = st.columns(4)
+    tiles[0].metric(f"Records, last {window.total_seconds() / 60:g} min", f"{records:,}", border=True)
+    tiles[1].metric("Average signal (raw 0-31)", "–" if average is None or pd.isna(average) else f"{average:.1f}",
+                    border=True)
+    tiles[2].metric("Operators seen", int(row["operators"]) if row is not None else 0, border=True)
+    tiles[3].metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
+    return records
+
+
+def chart_panel(panel: Panel, title: str, key: str, figure: Callable[[pd.DataFrame], go.Figure], *,
+                notes: Sequence[str] = (), table: bool = False) -> None:
+    """Draw a query's panel: its title and state, the chart (and the rows), notes, then as-of, SQL and CSV."""
+    if not panel_header(panel, title) or panel.result is None:
+        return
+    st.plotly_chart(figure(panel.result.frame), key=f"chart_{key}")
+    if table:
+        st.dataframe(panel.result.frame, hide_index=True, width="stretch", key=f"table_{key}")
+    for note in notes:
+        st.caption(note)
+    panel_footer(panel, key)

@@ -54,7 +54,7 @@ def test_overview_shows_kpis_and_the_freshness_chain(clean_environ: Path) -> Non
     seed(clean_environ)
     at = open_page()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Records"] == "2"  # the window 2 minutes ago: 1 + 1 records
+    assert metrics["Records, last 5 min"] == "2"  # the window 2 minutes ago: 1 + 1 records
     assert metrics["Operators seen"] == "2"
     assert metrics["Quarantined"] == "1"
     assert metrics["Average signal (raw 0-31)"] == "15.0"  # (20 + 10) / 2
@@ -68,6 +68,24 @@ def test_overview_without_data_points_to_replay(clean_environ: Path) -> None:
     assert not at.exception
     assert "Start a replay" in texts(at)
     assert any("demo_replay" in str(link.proto) for link in at.get("page_link"))
+
+
+def test_a_viewer_without_data_is_not_sent_to_the_operators_replay_page(clean_environ: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNAL_ROLE", "viewer")
+    at = open_page()
+    assert not at.exception
+    assert "Check the producer and the Pipeline health page" in texts(at)
+    assert "Start a replay" not in texts(at)
+    assert not at.get("page_link")
+
+
+def test_overview_and_wall_show_the_same_headline_tiles(clean_environ: Path) -> None:
+    seed(clean_environ)
+    overview = {m.label: m.value for m in open_page().metric}
+    wall = {m.label: m.value for m in open_page(kiosk="1").metric}
+    assert overview == wall == {"Records, last 5 min": "2", "Average signal (raw 0-31)": "15.0",
+                                "Operators seen": "2", "Quarantined": "1"}
 
 
 def test_changing_the_time_range_changes_the_numbers(clean_environ: Path) -> None:
@@ -202,6 +220,19 @@ def test_the_audit_log_page_skips_and_counts_torn_lines(clean_environ: Path) -> 
     assert not at.exception
     assert "1 unreadable audit entry was skipped" in texts(at)
     assert table_with(at, "outcome")["outcome"].tolist() == ["succeeded", "requested"]
+
+
+def test_starting_a_replay_is_audited_and_says_so_once(clean_environ: Path) -> None:
+    at = open_page("pages/demo_replay.py")
+    at.number_input(key="limit").set_value(3).run()
+    at.button(key="start_replay").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["start replay sample: started"]
+    requested, succeeded = reversed(FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()[:2])
+    assert (requested.action, requested.target, requested.outcome) == ("start_replay", "sample", "requested")
+    assert (succeeded.action, succeeded.outcome) == ("start_replay", "succeeded")
+    at.run()
+    assert not at.success  # shown once
 
 
 def test_uploaded_csv_with_broken_lines_shows_their_line_numbers(clean_environ: Path) -> None:

@@ -83,7 +83,7 @@ def panels() -> None:
         start, end = queries.snap(since, until, window)
         chart_panel(panel("coverage_cells"), "Coverage map", "coverage_cells",
                     lambda frame: charts.coverage_map(charts.combine_cells(frame, operators or None),
-                                                      settings.grid_degrees),
+                                                      settings.grid_degrees, tiles=settings.map_tiles),
                     notes=[f"Coverage is kept in {window // 60}-minute windows: this map counts "
                            f"{fmt_time(start)} to {fmt_time(end)}."])
 

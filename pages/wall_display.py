@@ -73,7 +73,7 @@ def view_panels() -> None:
                 "signal_per_minute": lambda f: charts.signal_per_minute_line(f, watermark=watermark, dark=True),
                 "signal_by_operator": lambda f: charts.signal_by_operator_bar(f, dark=True),
                 "coverage_cells": lambda f: charts.coverage_map(charts.combine_cells(f), settings.grid_degrees,
-                                                                dark=True),
+                                                                dark=True, tiles=settings.map_tiles),
                 "gps_by_provider": lambda f: charts.gps_by_provider_bars(f, dark=True),
                 "status_by_postal_code": lambda f: charts.status_stacked_bar(f, top_n=12, dark=True),
             }[name](frame)

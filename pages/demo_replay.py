@@ -83,10 +83,10 @@ if path is not None:
 
 if report is not None:
     st.subheader("Validation")
-    cols = st.columns(3)
-    cols[0].metric("Rows", f"{report['rows']:,}")
-    cols[1].metric("Will be sent", f"{report['valid']:,}")
-    cols[2].metric("Rejected", f"{report['rejected']:,}")
+    with st.container(horizontal=True):
+        st.metric("Rows", f"{report['rows']:,}")
+        st.metric("Will be sent", f"{report['valid']:,}")
+        st.metric("Rejected", f"{report['rejected']:,}")
     if report["rejections"]:
         st.dataframe(pd.DataFrame(report["rejections"], columns=["line", "reason"]), hide_index=True,
                      key="table_rejections", width="stretch")
@@ -121,11 +121,11 @@ def progress() -> None:
         eta = current.eta_seconds
         st.progress(share, text=f"{current.rows_read:,} of {current.total_rows:,} rows"
                     + (f" · about {eta:.0f} s left" if running and eta is not None else ""))
-    cols = st.columns(4)
-    cols[0].metric("Sent", f"{current.sent:,}")
-    cols[1].metric("Rejected", f"{current.rejected:,}")
-    cols[2].metric("Failed", f"{current.failed:,}")
-    cols[3].metric("Rate", f"{current.records_per_second:,.0f}/s")
+    with st.container(horizontal=True):
+        st.metric("Sent", f"{current.sent:,}")
+        st.metric("Rejected", f"{current.rejected:,}")
+        st.metric("Failed", f"{current.failed:,}")
+        st.metric("Rate", f"{current.records_per_second:,.0f}/s")
     if manager.last_error():
         st.error(f"The replay stopped on an error: {manager.last_error()}")
     if running:

@@ -15,7 +15,7 @@ context.through_router()
 settings = context.settings()
 st.title("Live aggregations")
 
-controls = st.columns([3, 3, 3])
+controls = st.columns([2, 1, 1])
 with controls[0]:
     range_label = st.segmented_control(
         "Event time", [*context.RANGES, "Custom"], default="1 h", key="range", selection_mode="single"
@@ -72,7 +72,8 @@ def panels() -> None:
         chart_panel(panel("signal_per_minute"), "Signal per minute", "signal_per_minute",
                     lambda frame: charts.signal_per_minute_line(frames.keep(frame, "operator", operators),
                                                                 watermark=watermark, annotations=marks),
-                    notes=["Dashed: provisional windows, after the job's watermark; late data may still change them."])
+                    notes=["Dashed: provisional windows, after the job's watermark; late data may still change them.",
+                           *filter(None, [charts.marks_caption(marks)])])
 
     left, right = st.columns(2)
     with left:

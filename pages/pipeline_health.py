@@ -9,7 +9,7 @@ from core import charts
 from core.errors import SignalStreamError
 from core.health import Level
 from ui import actions, context
-from ui.widgets import fmt_clock, fmt_time, level_badge
+from ui.widgets import crawler_changes, fmt_clock, fmt_time, level_badge
 
 context.through_router()
 settings = context.settings()
@@ -33,12 +33,13 @@ def stream_and_job() -> None:
 def stream_section() -> None:
     stream = context.stream_health()
     st.subheader(f"Stream `{stream.name}`")
-    cols = st.columns(3)
-    cols[0].metric("Records waiting", f"{stream.pending_records or 0:,}", border=True)
-    cols[1].metric("Oldest waiting since (UTC)", fmt_clock(stream.oldest_pending_at), border=True,
-                   help=fmt_time(stream.oldest_pending_at))
-    cols[2].metric("Last record sent (UTC)", fmt_clock(stream.last_record_at), border=True,
-                   help=fmt_time(stream.last_record_at))
+    # Tiles in rows that wrap: in fixed columns a narrow window cut their labels and values short.
+    with st.container(horizontal=True):
+        st.metric("Records waiting", f"{stream.pending_records or 0:,}", border=True)
+        st.metric("Oldest waiting since (UTC)", fmt_clock(stream.oldest_pending_at), border=True,
+                  help=fmt_time(stream.oldest_pending_at))
+        st.metric("Last record sent (UTC)", fmt_clock(stream.last_record_at), border=True,
+                  help=fmt_time(stream.last_record_at))
     if stream.detail:
         st.caption(stream.detail)
 
@@ -52,19 +53,19 @@ def job_section() -> None:
         st.error(f"Last error: {job.error}")
     last = job.last_batch
     totals = job.totals
-    cols = st.columns(5)
-    cols[0].metric("Batches", f"{totals.get('batches', 0):,}", border=True)
-    cols[1].metric("Input rows/s", f"{last.input_rows_per_second:,.0f}" if last else "–", border=True)
-    cols[2].metric("Processed rows/s", f"{last.processed_rows_per_second:,.0f}" if last else "–", border=True)
-    cols[3].metric("Batch duration", f"{last.duration_ms / 1000:.1f} s" if last else "–", border=True)
-    cols[4].metric("Watermark (UTC)", fmt_clock(last.watermark) if last else "–", border=True,
-                   help="Windows ending after the watermark are provisional: late data may still change them.")
-    cols = st.columns(5)
-    cols[0].metric("Input rows", f"{totals.get('input_rows', 0):,}", border=True)
-    cols[1].metric("Aggregated", f"{totals.get('aggregated_rows', 0):,}", border=True)
-    cols[2].metric("Late (dropped)", f"{totals.get('late_rows', 0):,}", border=True)
-    cols[3].metric("Duplicates (dropped)", f"{totals.get('duplicate_rows', 0):,}", border=True)
-    cols[4].metric("Quarantined", f"{totals.get('quarantined_rows', 0):,}", border=True)
+    with st.container(horizontal=True):
+        st.metric("Batches", f"{totals.get('batches', 0):,}", border=True)
+        st.metric("Input rows/s", f"{last.input_rows_per_second:,.0f}" if last else "–", border=True)
+        st.metric("Processed rows/s", f"{last.processed_rows_per_second:,.0f}" if last else "–", border=True)
+        st.metric("Batch duration", f"{last.duration_ms / 1000:.1f} s" if last else "–", border=True)
+        st.metric("Watermark (UTC)", fmt_clock(last.watermark) if last else "–", border=True,
+                  help="Windows ending after the watermark are provisional: late data may still change them.")
+    with st.container(horizontal=True):
+        st.metric("Input rows", f"{totals.get('input_rows', 0):,}", border=True)
+        st.metric("Aggregated", f"{totals.get('aggregated_rows', 0):,}", border=True)
+        st.metric("Late (dropped)", f"{totals.get('late_rows', 0):,}", border=True)
+        st.metric("Duplicates (dropped)", f"{totals.get('duplicate_rows', 0):,}", border=True)
+        st.metric("Quarantined", f"{totals.get('quarantined_rows', 0):,}", border=True)
     if job.restarts:
         st.caption(f"The supervisor restarted the job {job.restarts} time(s).")
     if job.recent_batches:
@@ -78,14 +79,14 @@ if user.is_operator:
         job_state = context.job_status().state
     except SignalStreamError:
         job_state = "UNKNOWN"
-    left, right, _ = st.columns([1, 1, 4])
-    left.button("Start job", key="start_job", icon=":material/play_arrow:",
-                disabled=job_state in ("RUNNING", "STARTING", "RESTARTING"),
-                on_click=actions.request, args=("start_job", settings.job_name))
-    right.button("Stop job", key="stop_job", icon=":material/stop:", disabled=job_state in ("STOPPED", "FAILED"),
-                 on_click=actions.ask, args=("stop_job", settings.job_name,
-                                             f"Stop the streaming job `{settings.job_name}`? Records wait in the "
-                                             "stream until it runs again."))
+    with st.container(horizontal=True):
+        st.button("Start job", key="start_job", icon=":material/play_arrow:",
+                  disabled=job_state in ("RUNNING", "STARTING", "RESTARTING"),
+                  on_click=actions.request, args=("start_job", settings.job_name))
+        st.button("Stop job", key="stop_job", icon=":material/stop:", disabled=job_state in ("STOPPED", "FAILED"),
+                  on_click=actions.ask, args=("stop_job", settings.job_name,
+                                              f"Stop the streaming job `{settings.job_name}`? Records wait in the "
+                                              "stream until it runs again."))
     if job_state == "FAILED" and "refusing to start" in (context.job_status().error or ""):
         st.button("Reset the checkpoint and start", key="reset_checkpoint", icon=":material/restart_alt:",
                   on_click=actions.ask, args=(
@@ -111,19 +112,20 @@ def crawlers() -> None:
         "started": fmt_time(c.last_started), "finished": fmt_time(c.last_finished),
         "duration (s)": round((c.last_finished - c.last_started).total_seconds(), 1)
         if c.last_finished and c.last_started and c.last_finished >= c.last_started else None,
-        "what changed": c.message,
+        "what changed": crawler_changes(c),
     } for c in states])
     st.dataframe(table, hide_index=True, width="stretch", key="table_crawlers")
     if user.is_operator:
-        columns = st.columns(len(states))
-        for column, state in zip(columns, states, strict=True):
-            column.button(
-                f"Re-run {state.table}", key=f"crawl_{state.name}", icon=":material/refresh:",
-                disabled=state.state == "RUNNING",
-                help="Running…" if state.state == "RUNNING" else f"Start {state.name}",
-                on_click=actions.ask,
-                args=("start_crawler", state.name, f"Start crawler `{state.name}` now?"),
-            )
+        # A row that wraps: one column per crawler cut the table names short on a laptop.
+        with st.container(horizontal=True):
+            for state in states:
+                st.button(
+                    f"Re-run {state.table}", key=f"crawl_{state.name}", icon=":material/refresh:",
+                    disabled=state.state == "RUNNING",
+                    help="Running…" if state.state == "RUNNING" else f"Start {state.name}",
+                    on_click=actions.ask,
+                    args=("start_crawler", state.name, f"Start crawler `{state.name}` now?"),
+                )
         actions.confirmation("crawler", {"start_crawler"})
 
 

@@ -53,9 +53,9 @@ def confirmation(key: str, actions: set[str]) -> None:
     action, target, question = pending
     with st.container(border=True):
         st.markdown(question)
-        go, cancel, _ = st.columns([1, 1, 4])
-        go.button("Confirm", type="primary", key=f"{key}_confirm", on_click=request, args=(action, target))
-        cancel.button("Cancel", key=f"{key}_cancel", on_click=lambda: st.session_state.pop(CONFIRM, None))
+        with st.container(horizontal=True):
+            st.button("Confirm", type="primary", key=f"{key}_confirm", on_click=request, args=(action, target))
+            st.button("Cancel", key=f"{key}_cancel", on_click=lambda: st.session_state.pop(CONFIRM, None))
 
 
 def attempt(action: str, target: str, run: Callable[[], Any]) -> None:

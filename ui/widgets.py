@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.domain import CrawlerState
 from core.frames import to_safe_csv
 from core.health import Hop, Level
 from ui.context import Panel
@@ -33,6 +34,20 @@ def fmt_clock(moment: datetime | None) -> str:
     if aware.date() == datetime.now(UTC).date():
         return aware.strftime("%H:%M:%S")
     return aware.strftime("%m-%d %H:%M")
+
+
+def plural(count: int, noun: str) -> str:
+    """Return a count with its noun, plural unless the count is one: '1 table', '96 partitions'."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def crawler_changes(state: CrawlerState) -> str:
+    """Return what a crawler's last run changed ('1 table added, 3 partitions added'), else its message."""
+    counts = ((state.tables_added, "table", "added"), (state.tables_updated, "table", "updated"),
+              (state.partitions_added, "partition", "added"))
+    if state.last_result == "SUCCEEDED" and any(count for count, _, _ in counts):
+        return ", ".join(f"{plural(count, noun)} {verb}" for count, noun, verb in counts if count)
+    return state.message
 
 
 def level_badge(level: Level, prefix: str = "", *, text: str | None = None) -> None:
@@ -88,12 +103,13 @@ def kpi_tiles(kpis: Panel, window: timedelta) -> int:
     row = frame.iloc[0] if frame is not None and len(frame) else None
     records = int(row["records"]) if row is not None else 0
     average = row["avg_signal"] if row is not None else None
-    tiles = st.columns(4)
-    tiles[0].metric(f"Records, last {window.total_seconds() / 60:g} min", f"{records:,}", border=True)
-    tiles[1].metric("Average signal (raw 0-31)", "–" if average is None or pd.isna(average) else f"{average:.1f}",
-                    border=True)
-    tiles[2].metric("Operators seen", int(row["operators"]) if row is not None else 0, border=True)
-    tiles[3].metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
+    # A row that wraps rather than columns: a narrow window would cut labels and values short.
+    with st.container(horizontal=True):
+        st.metric(f"Records, last {window.total_seconds() / 60:g} min", f"{records:,}", border=True)
+        st.metric("Average signal (raw 0-31)", "–" if average is None or pd.isna(average) else f"{average:.1f}",
+                  border=True)
+        st.metric("Operators seen", int(row["operators"]) if row is not None else 0, border=True)
+        st.metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
     return records
 
 

@@ -10,21 +10,16 @@ Needs Debian's /usr/bin/chromium (.ci/run installs it); skipped when it is missi
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.backends.local import build_local_backend
 from core.config import Settings
@@ -36,18 +31,13 @@ from core.lake_layout import (
     STATUS_COUNT,
     TableSpec,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.browser.console import RENDER_TIMEOUT_MS, WALL, chromium, console, log_tail, require_chromium
 from tests.lake_fixtures import write_rows
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REFRESH_SECONDS = 2
 ROTATE_SECONDS = 4
-SERVER_START_TIMEOUT = 60.0
-RENDER_TIMEOUT_MS = 60_000
 REFRESH_TIMEOUT = 30.0
 
 OPERATORS = ("Movistar", "Claro", "Tigo")
@@ -120,71 +110,15 @@ def seed_lake(home: Path, now: datetime) -> None:
 
 # --- the console ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def log_tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(encoding="utf-8", errors="replace")[-chars:] if log.exists() else ""
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with {server.returncode}:\n{log_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"streamlit did not answer /_stcore/health within {SERVER_START_TIMEOUT:.0f} s:\n"
-                         f"{log_tail(log)}")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    """Stop the console's process group (only what this test started)."""
-    if server.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture
 def wall(clean_environ: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Seed the lake, start `streamlit run Home.py`; yield (base URL, server log); stop it afterwards."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    require_chromium()
     seed_lake(clean_environ, datetime.now(UTC))
-    port = free_port()
-    env = {**os.environ, "SIGNAL_HOME": str(clean_environ), "SIGNAL_REFRESH_SECONDS": str(REFRESH_SECONDS),
-           "SIGNAL_ROTATE_SECONDS": str(ROTATE_SECONDS), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     log = tmp_path / "streamlit.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_healthy(base_url, server, log)
+    with console(clean_environ, log, SIGNAL_REFRESH_SECONDS=str(REFRESH_SECONDS),
+                 SIGNAL_ROTATE_SECONDS=str(ROTATE_SECONDS)) as base_url:
         yield base_url, log
-    finally:
-        stop(server)
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -229,53 +163,49 @@ def stable_tiles(page: Page, seconds: float) -> dict[str, str]:
 def test_wall_display_shows_tiles_and_charts_and_refreshes_unattended(
         wall: tuple[str, Path], clean_environ: Path, tmp_path: Path) -> None:
     base_url, log = wall
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as browser:
+        page = browser.new_page(viewport=WALL)
+        page.goto(f"{base_url}/?kiosk=1", wait_until="domcontentloaded")
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.goto(f"{base_url}/?kiosk=1", wait_until="domcontentloaded")
-            try:
-                page.wait_for_function(
-                    """() => {
-                      const shown = s => Array.from(document.querySelectorAll(s))
-                        .filter(e => e.getClientRects().length > 0).length;
-                      return shown('[data-testid="stMetric"]') >= 3 && shown('[data-testid="stPlotlyChart"]') >= 2;
-                    }""",
-                    timeout=RENDER_TIMEOUT_MS,
-                )
-            except Exception as error:
-                page.screenshot(path=str(tmp_path / "wall-timeout.png"))
-                raise AssertionError(
-                    f"no 3 KPI tiles and 2 charts within {RENDER_TIMEOUT_MS // 1000} s ({error}); page text:\n"
-                    f"{page.locator('body').inner_text()[:3000]}\nserver log:\n{log_tail(log)}") from None
-            page.wait_for_function(f"() => ({METRICS_JS})().length >= 3", timeout=RENDER_TIMEOUT_MS)
-            assert_clean(page, log, "first render")
+            page.wait_for_function(
+                """() => {
+                  const shown = s => Array.from(document.querySelectorAll(s))
+                    .filter(e => e.getClientRects().length > 0).length;
+                  return shown('[data-testid="stMetric"]') >= 3 && shown('[data-testid="stPlotlyChart"]') >= 2;
+                }""",
+                timeout=RENDER_TIMEOUT_MS,
+            )
+        except PlaywrightTimeout as error:
+            page.screenshot(path=str(tmp_path / "wall-timeout.png"))
+            raise AssertionError(
+                f"no 3 KPI tiles and 2 charts within {RENDER_TIMEOUT_MS // 1000} s ({error}); page text:\n"
+                f"{page.locator('body').inner_text()[:3000]}\nserver log:\n{log_tail(log)}") from None
+        page.wait_for_function(f"() => ({METRICS_JS})().length >= 3", timeout=RENDER_TIMEOUT_MS)
+        assert_clean(page, log, "first render")
 
-            first = metrics(page)[0]
-            as_of_before = as_of_caption(page)
-            # Two refreshes and a rotation with no new data: what stays put is driven by the data.
-            before = stable_tiles(page, max(2 * REFRESH_SECONDS, ROTATE_SECONDS) + 2)
-            assert before, "every KPI tile changed while no new data arrived; none can show a refresh"
+        first = metrics(page)[0]
+        as_of_before = as_of_caption(page)
+        # Two refreshes and a rotation with no new data: what stays put is driven by the data.
+        before = stable_tiles(page, max(2 * REFRESH_SECONDS, ROTATE_SECONDS) + 2)
+        assert before, "every KPI tile changed while no new data arrived; none can show a refresh"
 
-            # A later batch with larger counts and one more operator, as the streaming job would add it.
-            write_batch(clean_environ, 2, utc_minute(datetime.now(UTC)), (*OPERATORS, NEW_OPERATOR), scale=5)
+        # A later batch with larger counts and one more operator, as the streaming job would add it.
+        write_batch(clean_environ, 2, utc_minute(datetime.now(UTC)), (*OPERATORS, NEW_OPERATOR), scale=5)
 
-            changed: dict[str, tuple[str, str]] = {}
-            deadline = time.monotonic() + REFRESH_TIMEOUT
-            while not changed and time.monotonic() < deadline:
-                page.wait_for_timeout(500)
-                changed = {t["label"]: (before[t["label"]], t["text"]) for t in metrics(page)
-                           if t["label"] in before and t["text"] != before[t["label"]]}
-            assert changed, (
-                f"no KPI tile changed within {REFRESH_TIMEOUT:.0f} s of new data, without a click; "
-                f"first tile {first['text']!r}, as-of caption {as_of_before!r}, tiles before {before}, "
-                f"now {metrics(page)}")
-            print(f"\nfirst tile: {first['text']!r}; as of before: {as_of_before!r}; after: {as_of_caption(page)!r}")
-            print(f"changed without a click: {changed}")
-            assert_clean(page, log, "after the refresh")
+        changed: dict[str, tuple[str, str]] = {}
+        deadline = time.monotonic() + REFRESH_TIMEOUT
+        while not changed and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+            changed = {t["label"]: (before[t["label"]], t["text"]) for t in metrics(page)
+                       if t["label"] in before and t["text"] != before[t["label"]]}
+        assert changed, (
+            f"no KPI tile changed within {REFRESH_TIMEOUT:.0f} s of new data, without a click; "
+            f"first tile {first['text']!r}, as-of caption {as_of_before!r}, tiles before {before}, "
+            f"now {metrics(page)}")
+        print(f"\nfirst tile: {first['text']!r}; as of before: {as_of_before!r}; after: {as_of_caption(page)!r}")
+        print(f"changed without a click: {changed}")
+        assert_clean(page, log, "after the refresh")
 
-            shot = tmp_path / "wall.png"
-            page.screenshot(path=str(shot))
-            assert shot.stat().st_size > 10_000, f"screenshot is only {shot.stat().st_size} bytes"
-        finally:
-            browser.close()
+        shot = tmp_path / "wall.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000, f"screenshot is only {shot.stat().st_size} bytes"

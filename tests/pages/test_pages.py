@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -153,6 +153,17 @@ def test_operator_reruns_a_crawler_after_confirming_and_it_is_audited(clean_envi
         "start_crawler", "crawler_status_count", "requested", "operator")
     assert (succeeded.action, succeeded.target, succeeded.outcome) == (
         "start_crawler", "crawler_status_count", "succeeded")
+
+
+def test_the_crawler_table_counts_what_changed_in_words(clean_environ: Path) -> None:
+    now = seed(clean_environ)
+    at = open_page("pages/pipeline_health.py")
+    # seed() writes windows 2 min, 30 min and 3 h ago: one dt/hr partition per distinct hour.
+    hours = len({(now - timedelta(minutes=ago)).strftime("%Y-%m-%d %H") for ago in (2, 30, 180)})
+    partitions = "1 partition" if hours == 1 else f"{hours} partitions"
+    changes = table_with(at, "what changed").set_index("crawler")["what changed"]
+    assert changes["crawler_status_count"] == f"1 table added, {partitions} added"
+    assert changes["crawler_quarantine"] == f"1 table added, {partitions} added"
 
 
 def test_crawler_button_is_disabled_while_it_runs(clean_environ: Path) -> None:

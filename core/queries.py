@@ -182,8 +182,10 @@ QUERIES: dict[str, NamedQuery] = {
             "SELECT r.records, s.avg_signal, s.operators, q.quarantined\nFROM (\n"
             + _windowed("SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS records", "status_count", "")
             + ") AS r\nCROSS JOIN (\n"
+            # 'unknown' is no operator: no operator reported, or a service state in its place (core.records).
             + _windowed("SELECT SUM(signal_sum) / NULLIF(SUM(signal_count), 0) AS avg_signal,\n"
-                        "       COUNT(DISTINCT operator) AS operators", "signal_strength_by_operator", "")
+                        "       COUNT(DISTINCT NULLIF(operator, 'unknown')) AS operators",
+                        "signal_strength_by_operator", "")
             + ") AS s\nCROSS JOIN (\n"
             + _windowed("SELECT COUNT(*) AS quarantined", "quarantine", "", time_column="arrival_time")
             + ") AS q",
@@ -205,7 +207,8 @@ QUERIES: dict[str, NamedQuery] = {
             ("status_count", "signal_strength_by_operator", "quarantine"),
             *_side_by_side([
                 _compared([("CAST(SUM({when} record_count {end}) AS BIGINT)", "records", 1)], "status_count", ""),
-                _compared([(AVG_SIGNAL, "avg_signal", 2), ("COUNT(DISTINCT {when} operator {end})", "operators", 1)],
+                _compared([(AVG_SIGNAL, "avg_signal", 2),
+                           ("COUNT(DISTINCT {when} NULLIF(operator, 'unknown') {end})", "operators", 1)],
                           "signal_strength_by_operator", ""),
                 _compared([("COUNT({when} 1 {end})", "quarantined", 1)], "quarantine", "", time_column="arrival_time"),
             ]),

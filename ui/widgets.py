@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import wording
 from core.domain import CrawlerState
 from core.frames import to_safe_csv
 from core.health import Hop, Level
@@ -36,17 +37,12 @@ def fmt_clock(moment: datetime | None) -> str:
     return aware.strftime("%m-%d %H:%M")
 
 
-def plural(count: int, noun: str) -> str:
-    """Return a count with its noun, plural unless the count is one: '1 table', '96 partitions'."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
 def crawler_changes(state: CrawlerState) -> str:
     """Return what a crawler's last run changed ('1 table added, 3 partitions added'), else its message."""
-    counts = ((state.tables_added, "table", "added"), (state.tables_updated, "table", "updated"),
-              (state.partitions_added, "partition", "added"))
-    if state.last_result == "SUCCEEDED" and any(count for count, _, _ in counts):
-        return ", ".join(f"{plural(count, noun)} {verb}" for count, noun, verb in counts if count)
+    counts = {"table added": state.tables_added, "table updated": state.tables_updated,
+              "partition added": state.partitions_added}
+    if state.last_result == "SUCCEEDED" and any(counts.values()):
+        return wording.changes(counts)
     return state.message
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
+from core import wording
 from core.backends.processes import pid_alive
 from core.delta_lake import open_table
 from core.domain import CrawlerState
@@ -270,7 +271,8 @@ class LocalCrawlers:
         schema = pa.schema(table.schema().to_arrow())
         columns = [(field.name, sql_type(field.type)) for field in schema if field.name not in PARTITION_KEYS]
         changes = self.catalog.register(spec, columns, partitions)
-        summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in changes.items() if v) or "no changes"
+        summary = wording.changes({"table added": changes["tables_added"], "table updated": changes["tables_updated"],
+                                   "partition added": changes["partitions_added"]})
         return {**changes, "message": summary}
 
 

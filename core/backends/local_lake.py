@@ -178,7 +178,10 @@ class LocalLake:
         catalogued = self.catalog.tables()
         result = []
         for spec in TABLES:
-            table = self._snapshot(spec)
+            try:
+                table = self._snapshot(spec)
+            except DeltaError as error:  # a table's log cannot be read (e.g. a torn commit): say which
+                raise QueryError(f"table {spec.name} cannot be read: {str(error).splitlines()[0]}") from error
             files: dict[str, int] = {}
             if table is not None:
                 with self._table_locks[spec.name]:

@@ -329,6 +329,15 @@ def test_a_comparison_equals_its_query_run_on_each_period(lake: duckdb.DuckDBPyC
             assert mine.loc[row.operator, f"{prefix}avg_signal"] == pytest.approx(row.avg_signal, nan_ok=True)
 
 
+@pytest.mark.parametrize(("name", "column"), [("kpis", 2), ("kpis_compared", 6)])
+def test_unknown_is_not_counted_among_the_operators_seen(lake: duckdb.DuckDBPyConnection, name: str,
+                                                         column: int) -> None:
+    lake.execute("INSERT INTO signal_strength_by_operator SELECT window_start, window_end, 'unknown', 'unknown', "
+                 "signal_sum, signal_count, signal_min, signal_max, batch_id, dt, hr FROM signal_strength_by_operator")
+    query, params = Q.bind(name, WINDOW)
+    assert lake.execute(query.sql, list(params)).fetchall()[0][column] == 2  # Movistar and Yoigo
+
+
 def test_a_comparison_needs_a_range() -> None:
     with pytest.raises(InputError, match="give since and until"):
         Q.bind("kpis_compared", {"since": "2026-03-01T10:00"})

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from core import wording
 from core.backends.aws.clients import new_client
 from core.backends.aws.errors import aws_errors
 from core.backends.job_status import job_status_from_document
@@ -200,8 +201,8 @@ class GlueCrawlers:
                 message = message or f"about {float(metrics['TimeLeftSeconds']):.0f} s left"
             elif result == "SUCCEEDED" and not message:
                 deleted = int(metrics.get("TablesDeleted") or 0)
-                changes = {"tables created": created, "tables updated": updated, "tables deleted": deleted}
-                message = ", ".join(f"{v} {k}" for k, v in changes.items() if v) or "no changes"
+                message = wording.changes({"table created": created, "table updated": updated,
+                                           "table deleted": deleted})
         return CrawlerState(
             name=name,
             table=self.tables_by_crawler.get(name, ""),

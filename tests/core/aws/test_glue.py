@@ -309,7 +309,7 @@ def test_crawler_metrics_give_changes_and_finish_time(glue_session: boto3.Sessio
     first, second = states
     assert (first.state, first.last_result, first.tables_added, first.tables_updated) == ("READY", "SUCCEEDED", 1, 2)
     assert first.last_finished == started + timedelta(seconds=75)
-    assert first.message == "1 tables created, 2 tables updated"
+    assert first.message == "1 table created, 2 tables updated"
     assert (second.state, second.last_result, second.message) == ("RUNNING", "FAILED", "Insufficient Lake Formation")
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from ui import context
+from ui.alerts import show_alerts_panel
 from ui.widgets import fmt_time, freshness_chain, kpi_tiles
 
 WINDOW = timedelta(minutes=5)
@@ -21,6 +22,7 @@ def live() -> None:
     kpis = context.kpis(WINDOW)
     st.subheader("Freshness, producer to query")
     freshness_chain(context.health_chain(kpis.result.as_of if kpis.result else None))
+    show_alerts_panel(settings)
 
     st.subheader("Last 5 minutes")
     if kpis.error:

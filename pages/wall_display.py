@@ -15,6 +15,7 @@ from streamlit_autorefresh import st_autorefresh
 from core import charts
 from core.health import Level
 from ui import context
+from ui.alerts import show_alert_banner
 from ui.widgets import fmt_time, kpi_tiles
 
 VIEWS = ("Signal", "Coverage", "Network status")
@@ -33,6 +34,7 @@ view = VIEWS[rotation % len(VIEWS)]
 
 @st.fragment(run_every=settings.refresh_seconds)
 def headline() -> None:
+    show_alert_banner(settings)
     kpis = context.kpis(WINDOW)
     chain = context.health_chain(kpis.result.as_of if kpis.result else None)
     stale = [hop for hop in chain if hop.level is Level.RED]

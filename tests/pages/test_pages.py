@@ -15,26 +15,11 @@ from streamlit.testing.v1 import AppTest
 from core.audit import FileAuditLog
 from core.backends.local_lake import LocalLake
 from tests.conftest import PROJECT_ROOT
+from tests.harness import open_page, page_text
 from tests.pages.seed import seed
 
 PAGES = ("pages/overview.py", "pages/live_aggregations.py", "pages/pipeline_health.py", "pages/audit_log.py",
          "pages/demo_replay.py", "pages/wall_display.py")
-
-
-def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader", "title")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def table_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
@@ -58,7 +43,7 @@ def test_overview_shows_kpis_and_the_freshness_chain(clean_environ: Path) -> Non
     assert metrics["Operators seen"] == "2"
     assert metrics["Quarantined"] == "1"
     assert metrics["Average signal (raw 0-31)"] == "15.0"  # (20 + 10) / 2
-    labels = texts(at)
+    labels = page_text(at)
     for hop in ("Last record sent", "Stream backlog", "Streaming job", "Newest lake commit", "Catalog", "Query as of"):
         assert hop in labels
 
@@ -66,7 +51,7 @@ def test_overview_shows_kpis_and_the_freshness_chain(clean_environ: Path) -> Non
 def test_overview_without_data_points_to_replay(clean_environ: Path) -> None:
     at = open_page()
     assert not at.exception
-    assert "Start a replay" in texts(at)
+    assert "Start a replay" in page_text(at)
     assert any("demo_replay" in str(link.proto) for link in at.get("page_link"))
 
 
@@ -75,8 +60,8 @@ def test_a_viewer_without_data_is_not_sent_to_the_operators_replay_page(clean_en
     monkeypatch.setenv("SIGNAL_ROLE", "viewer")
     at = open_page()
     assert not at.exception
-    assert "Check the producer and the Pipeline health page" in texts(at)
-    assert "Start a replay" not in texts(at)
+    assert "Check the producer and the Pipeline health page" in page_text(at)
+    assert "Start a replay" not in page_text(at)
     assert not at.get("page_link")
 
 
@@ -105,7 +90,7 @@ def test_each_panel_offers_its_sql_and_a_csv(clean_environ: Path) -> None:
     assert any("?" in s and "CAST(? AS TIMESTAMP)" in s for s in sql)
     assert {b.label for b in at.get("download_button")} == {"CSV"}
     assert len(at.get("download_button")) == 5
-    assert "Data as of" in texts(at)
+    assert "Data as of" in page_text(at)
 
 
 def test_the_coverage_map_says_which_whole_windows_it_counts(clean_environ: Path) -> None:
@@ -146,7 +131,7 @@ def test_operator_reruns_a_crawler_after_confirming_and_it_is_audited(clean_envi
     seed(clean_environ)
     at = open_page("pages/pipeline_health.py")
     at.button(key="crawl_crawler_status_count").click().run()
-    assert "Start crawler `crawler_status_count` now?" in texts(at)
+    assert "Start crawler `crawler_status_count` now?" in page_text(at)
     at.button(key="crawler_confirm").click().run()
     succeeded, requested = FileAuditLog(clean_environ / "audit" / "audit.jsonl").recent()
     assert (requested.action, requested.target, requested.outcome, requested.role) == (
@@ -229,7 +214,7 @@ def test_the_audit_log_page_skips_and_counts_torn_lines(clean_environ: Path) -> 
         handle.write(b'{"time": "2026-03-01T10:00:00+00:00", "us')  # a crash mid-write
     at = open_page("pages/audit_log.py")
     assert not at.exception
-    assert "1 unreadable audit entry was skipped" in texts(at)
+    assert "1 unreadable audit entry was skipped" in page_text(at)
     assert table_with(at, "outcome")["outcome"].tolist() == ["succeeded", "requested"]
 
 
@@ -317,7 +302,7 @@ def test_pipeline_health_shows_the_last_compaction_and_vacuum(clean_environ: Pat
     assert not at.exception
     runs = table_with(at, "partitions rewritten")
     assert runs.set_index("run").loc["compaction", "files replaced"] == "31 -> 2"
-    assert "The last vacuum failed: OSError: No space left on device" in texts(at)
+    assert "The last vacuum failed: OSError: No space left on device" in page_text(at)
 
 
 def test_a_refused_checkpoint_offers_an_operator_the_reset_with_its_consequences(clean_environ: Path) -> None:
@@ -327,9 +312,9 @@ def test_a_refused_checkpoint_offers_an_operator_the_reset_with_its_consequences
     status.write_text(json.dumps({"state": "FAILED", "totals": {}, "recent_batches": [],
                                   "error": "refusing to start etl_streaming_mobile_logs: its checkpoint ..."}))
     at = open_page("pages/pipeline_health.py")
-    assert "refusing to start" in texts(at)
+    assert "refusing to start" in page_text(at)
     at.button(key="reset_checkpoint").click().run()
-    assert "new checkpoint" in texts(at) and "counted again" in texts(at)
+    assert "new checkpoint" in page_text(at) and "counted again" in page_text(at)
     assert at.button(key="job_confirm")  # confirming starts the job on a new checkpoint (audited by perform)
 
 
@@ -358,7 +343,7 @@ def test_a_custom_range_longer_than_31_days_is_clipped_with_a_notice(clean_envir
     at.date_input(key="custom_from_day").set_value(today - timedelta(days=90)).run()
     assert not at.exception
 
-    assert "A range is limited to 31 days: this one spans 91 days" in texts(at)
+    assert "A range is limited to 31 days: this one spans 91 days" in page_text(at)
     spans = [p["until"] - p["since"] for _, p in asked if isinstance(p, dict) and p.get("since")]  # type: ignore[operator]
     assert spans and max(spans) <= timedelta(days=31)
     # The latest 31 days, up to now: the seeded windows (minutes to hours ago) are all counted.

@@ -332,6 +332,9 @@ def soak(*, sessions: int, minutes: float, rate: float, trigger_seconds: float, 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_")},
            "SIGNAL_HOME": str(home), "SIGNAL_TRIGGER_SECONDS": f"{trigger_seconds:g}",
            "SIGNAL_REFRESH_SECONDS": str(refresh_seconds), "SIGNAL_DEMO_MODE": "1",
+           # The map's tiles come from a tile server to the viewer's browser, not from the console; a load
+           # test machine may have no route to one, and its failures are not the console's errors.
+           "SIGNAL_MAP_TILES": "off",
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     pipeline = Pipeline(home, env)
     observed = Observed()

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from core.compare import DAY_BEFORE, PREVIOUS, change, missing
 from core.config import tile_url_template
 from core.domain import BatchProgress
 from core.records import UNKNOWN, canonical_name
@@ -118,25 +119,45 @@ def _datetimes(values: pd.Series) -> list[datetime]:
     return [stamp.to_pydatetime() for stamp in values]
 
 
-def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False) -> go.Figure:
+def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False, *, period: str = "period") -> go.Figure:
     """Return bars of the average signal level per operator, best first; records with no operator are not
-    ranked among them but summed up in a note above the bars."""
+    ranked among them but summed up in a note above the bars.
+
+    A signal_by_operator_compared frame adds a marker per operator at its average of the previous `period` and one
+    at the same `period` a day earlier (none where that period has no data), and both changes to the hover text.
+    """
     fig = go.Figure()
     ranked = frame[frame["operator"].astype(str) != UNKNOWN] if not frame.empty else frame
+    compared = f"{PREVIOUS}avg_signal" in frame.columns
     if not ranked.empty:
         rows = ranked.sort_values(["avg_signal", "operator"], ascending=[False, True], na_position="last")
         operators = [str(name) for name in rows["operator"]]
         colors = operator_colors(operators)
-        fig.add_bar(
-            x=operators,
-            y=rows["avg_signal"].to_numpy(dtype=float),
-            marker_color=[colors[name] for name in operators],
-            customdata=rows[["samples", "min_signal", "max_signal"]].to_numpy(dtype=float),
-            hovertemplate=(
-                "%{x}<br>Average signal %{y:.1f}<br>Samples %{customdata[0]:,.0f}"
-                "<br>Min %{customdata[1]:.0f} / max %{customdata[2]:.0f}<extra></extra>"
-            ),
-        )
+        if compared:
+            customdata: Any = [[_samples(row["samples"]),
+                                change(row["avg_signal"], row[f"{PREVIOUS}avg_signal"], digits=1).text,
+                                change(row["avg_signal"], row[f"{DAY_BEFORE}avg_signal"], digits=1).text]
+                               for _, row in rows.iterrows()]
+            hover = ("%{x}<br>Average signal %{y:.1f}<br>Samples %{customdata[0]}"
+                     f"<br>vs previous {period}: %{{customdata[1]}}"
+                     f"<br>vs same {period} a day earlier: %{{customdata[2]}}<extra></extra>")
+        else:
+            customdata = rows[["samples", "min_signal", "max_signal"]].to_numpy(dtype=float)
+            hover = ("%{x}<br>Average signal %{y:.1f}<br>Samples %{customdata[0]:,.0f}"
+                     "<br>Min %{customdata[1]:.0f} / max %{customdata[2]:.0f}<extra></extra>")
+        fig.add_bar(x=operators, y=rows["avg_signal"].to_numpy(dtype=float),
+                    marker_color=[colors[name] for name in operators], customdata=customdata, hovertemplate=hover)
+        if compared:
+            ink = "#e0e0e0" if dark else "#424242"
+            for prefix, symbol, size, words in ((PREVIOUS, "line-ew-open", 30, f"Previous {period}"),
+                                                (DAY_BEFORE, "diamond-open", 12, f"Same {period} a day earlier")):
+                fig.add_scatter(
+                    x=operators, y=rows[f"{prefix}avg_signal"].to_numpy(dtype=float), mode="markers",
+                    name=prefix.rstrip("_"), showlegend=False,
+                    customdata=[_samples(value) for value in rows[f"{prefix}samples"]],
+                    marker={"symbol": symbol, "size": size, "color": ink, "line": {"width": 3, "color": ink}},
+                    hovertemplate=f"%{{x}}<br>{words}: %{{y:.1f}}<br>Samples %{{customdata}}<extra></extra>",
+                )
     note = unranked_note(frame)
     if note:
         fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom",
@@ -147,6 +168,16 @@ def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False) -> go.Figure
     return _style(fig, dark, empty=frame.empty)
 
 
+def comparison_caption(period: str) -> str:
+    """Return what signal_by_operator_bar's markers stand for, for a note under the chart."""
+    return (f"Markers: ▬ each operator's average over the previous {period}, ◇ over the same {period} a day "
+            "earlier; none where that period has no data. Hover a bar for the changes.")
+
+
+def _samples(value: Any) -> str:
+    return "none" if missing(value) else f"{int(value):,}"
+
+
 def unranked_note(frame: pd.DataFrame) -> str | None:
     """Return what signal_by_operator's rows without an operator add up to, or None when there are none.
 
@@ -155,7 +186,8 @@ def unranked_note(frame: pd.DataFrame) -> str | None:
     """
     if frame.empty:
         return None
-    rows = frame[frame["operator"].astype(str) == UNKNOWN]
+    # A comparison frame also lists operators seen only in the earlier periods: no samples in this range.
+    rows = frame[(frame["operator"].astype(str) == UNKNOWN) & frame["samples"].notna()]
     if rows.empty:
         return None
     samples = int(rows["samples"].sum())

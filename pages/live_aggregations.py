@@ -65,8 +65,11 @@ def panels() -> None:
 
     left, right = st.columns(2)
     with left:
-        chart_panel(panel("signal_by_operator"), "Average signal by operator", "signal_by_operator",
-                    lambda frame: charts.signal_by_operator_bar(frames.keep(frame, "operator", operators)))
+        period = "period" if custom else range_label
+        chart_panel(panel("signal_by_operator_compared"), "Average signal by operator", "signal_by_operator",
+                    lambda frame: charts.signal_by_operator_bar(frames.keep(frame, "operator", operators),
+                                                                period=period),
+                    notes=[charts.comparison_caption(period)])
     with right:
         marks = annotations(since, until)
         chart_panel(panel("signal_per_minute"), "Signal per minute", "signal_per_minute",

@@ -19,7 +19,7 @@ st.title("Overview")
 
 @st.fragment(run_every=settings.refresh_seconds)
 def live() -> None:
-    kpis = context.kpis(WINDOW)
+    kpis = context.kpis_compared(WINDOW)
     st.subheader("Freshness, producer to query")
     freshness_chain(context.health_chain(kpis.result.as_of if kpis.result else None))
     show_alerts_panel(settings)

@@ -35,7 +35,7 @@ view = VIEWS[rotation % len(VIEWS)]
 @st.fragment(run_every=settings.refresh_seconds)
 def headline() -> None:
     show_alert_banner(settings)
-    kpis = context.kpis(WINDOW)
+    kpis = context.kpis_compared(WINDOW)
     chain = context.health_chain(kpis.result.as_of if kpis.result else None)
     stale = [hop for hop in chain if hop.level is Level.RED]
     if stale:

@@ -260,10 +260,11 @@ def health_chain(query_as_of: datetime | None = None) -> list[Any]:
             for h in chain]
 
 
-def kpis(window: timedelta = timedelta(minutes=5)) -> Panel:
-    """Return the headline numbers over the last `window` (records, signal, operators, quarantined)."""
+def kpis_compared(window: timedelta = timedelta(minutes=5)) -> Panel:
+    """Return the headline numbers over the last `window` (records, signal, operators, quarantined), each also for
+    the window before it and for the same window a day earlier (core.queries.PERIODS)."""
     until = _until()
-    return query("kpis", until - window, until, slot=f"kpis-{window.total_seconds():.0f}")
+    return query("kpis_compared", until - window, until, slot=f"kpis-{window.total_seconds():.0f}")
 
 
 def through_router() -> None:

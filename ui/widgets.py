@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeAlias
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import wording
+from core.compare import DAY_BEFORE, NO_DATA, PREVIOUS, Change, change, kpi_periods
 from core.domain import CrawlerState
 from core.frames import to_safe_csv
 from core.health import Hop, Level
@@ -17,6 +19,7 @@ from ui.context import Panel
 
 BADGE_COLOR = {Level.GREEN: "green", Level.AMBER: "orange", Level.RED: "red", Level.GREY: "gray"}
 BADGE_TEXT = {Level.GREEN: "OK", Level.AMBER: "LATE", Level.RED: "STALE", Level.GREY: "NO DATA"}
+Rise: TypeAlias = Literal["normal", "inverse", "off"]  # the colour of a rise, as st.metric's delta_color
 
 
 def fmt_time(moment: datetime | None) -> str:
@@ -93,20 +96,52 @@ def panel_footer(panel: Panel, key: str) -> None:
         st.caption(f"Query id {result.query_id} · {scanned}")
 
 
+# The headline tiles: (column, label, digits, compared in percent, colour of a rise). More records or a higher
+# signal is good news; more quarantined records is not.
+KPI_TILES: tuple[tuple[str, str, int, bool, Rise], ...] = (
+    ("records", "Records, last {minutes} min", 0, True, "normal"),
+    ("avg_signal", "Average signal (raw 0-31)", 1, False, "normal"),
+    ("operators", "Operators seen", 0, False, "off"),
+    ("quarantined", "Quarantined", 0, False, "inverse"),
+)
+CAPTION_COLOR = {"normal": ("green", "red"), "inverse": ("red", "green"), "off": ("gray", "gray")}
+
+
+def change_caption(change: Change, rise: Rise, against: str) -> str:
+    """Return a change as caption Markdown: coloured with its arrow like a metric's delta, or "no data"."""
+    if change.direction is None:
+        return f"{NO_DATA} for the {against}"
+    if change.direction == 0:
+        return f"{change.text} vs {against}"
+    up, down = CAPTION_COLOR[rise]
+    color, arrow = (up, "▲") if change.direction > 0 else (down, "▼")
+    return f":{color}[{arrow} {change.text}] vs {against}"
+
+
 def kpi_tiles(kpis: Panel, window: timedelta) -> int:
-    """Draw the headline tiles over `window` (records, average signal, operators, quarantined); return the records."""
+    """Draw the headline tiles over `window`, each with its change against the window before and the same window a
+    day earlier ("no data" when that period had no rows); return the records."""
     frame = kpis.result.frame if kpis.result is not None else None
-    row = frame.iloc[0] if frame is not None and len(frame) else None
-    records = int(row["records"]) if row is not None else 0
-    average = row["avg_signal"] if row is not None else None
+    row = frame.iloc[0].to_dict() if frame is not None and len(frame) else None
+    periods = kpi_periods(row)
+    now, previous, day_before = periods[""], periods[PREVIOUS], periods[DAY_BEFORE]
+    minutes = f"{window.total_seconds() / 60:g}"
     # A row that wraps rather than columns: a narrow window would cut labels and values short.
     with st.container(horizontal=True):
-        st.metric(f"Records, last {window.total_seconds() / 60:g} min", f"{records:,}", border=True)
-        st.metric("Average signal (raw 0-31)", "–" if average is None or pd.isna(average) else f"{average:.1f}",
-                  border=True)
-        st.metric("Operators seen", int(row["operators"]) if row is not None else 0, border=True)
-        st.metric("Quarantined", int(row["quarantined"]) if row is not None else 0, border=True)
-    return records
+        for column, label, digits, percent, rise in KPI_TILES:
+            value = now[column]
+            shown = ("–" if value is None else f"{value:.{digits}f}") if column == "avg_signal" else \
+                f"{int(value or 0):,}"
+            against_previous = change(value, previous[column], percent=percent, digits=digits)
+            against_day = change(value, day_before[column], percent=percent, digits=digits)
+            with st.container(border=True):
+                st.metric(label.format(minutes=minutes), shown, against_previous.text,
+                          rise if against_previous.direction else "off",
+                          # "0 %" and "no data" are text to Streamlit, which would give them a rising arrow.
+                          delta_arrow="auto" if against_previous.direction else "off",
+                          delta_description=f"vs previous {minutes} min")
+                st.caption(change_caption(against_day, rise, f"same {minutes} min yesterday"))
+    return int(now["records"] or 0)
 
 
 def chart_panel(panel: Panel, title: str, key: str, figure: Callable[[pd.DataFrame], go.Figure], *,

@@ -193,6 +193,43 @@ def test_signal_bar_axis_titles_say_the_signal_is_a_raw_level() -> None:
     assert fig.layout.xaxis.title.text == "Operator"
 
 
+def by_operator_compared() -> pd.DataFrame:
+    """A signal_by_operator_compared frame: Yoigo had no rows the hour before, Vodafone only a day earlier."""
+    return pd.DataFrame({
+        "operator": ["Movistar", "Yoigo", "Vodafone"],
+        "avg_signal": [20.0, 10.0, None], "previous_avg_signal": [17.5, None, None],
+        "day_before_avg_signal": [21.25, 9.0, 14.0],
+        "samples": [100, 3, None], "previous_samples": [40, None, None], "day_before_samples": [80, 2, 5],
+    })
+
+
+def test_a_compared_signal_bar_marks_each_period_and_hovers_both_changes() -> None:
+    fig = charts.signal_by_operator_bar(by_operator_compared(), period="1 h")
+
+    bars, previous, day_before = fig.data
+    assert list(bars.x) == list(previous.x) == list(day_before.x) == ["Movistar", "Yoigo", "Vodafone"]
+    assert [list(row) for row in bars.customdata] == [["100", "+2.5", "-1.2"], ["3", "no data", "+1.0"],
+                                                      ["none", "no data", "no data"]]
+    assert "vs previous 1 h: %{customdata[1]}" in bars.hovertemplate
+    assert "vs same 1 h a day earlier: %{customdata[2]}" in bars.hovertemplate
+    # A period without rows has no marker (NaN is not drawn), never one at 0.
+    assert list(previous.y[:1]) == [17.5] and all(math.isnan(y) for y in previous.y[1:])
+    assert list(day_before.y) == [21.25, 9.0, 14.0]
+    assert (previous.marker.symbol, day_before.marker.symbol) == ("line-ew-open", "diamond-open")
+    assert not previous.showlegend and not day_before.showlegend  # the caption under the chart says what they are
+    assert "previous 1 h" in charts.comparison_caption("1 h")
+
+
+def test_an_operator_with_no_operator_only_earlier_adds_no_note() -> None:
+    frame = pd.concat([by_operator_compared(), pd.DataFrame({
+        "operator": ["unknown"], "avg_signal": [None], "previous_avg_signal": [5.0], "day_before_avg_signal": [None],
+        "samples": [None], "previous_samples": [7], "day_before_samples": [None]})], ignore_index=True)
+
+    fig = charts.signal_by_operator_bar(frame, period="1 h")
+    assert "unknown" not in list(fig.data[0].x)
+    assert charts.unranked_note(frame) is None
+
+
 # --- signal per minute ---------------------------------------------------------------------------
 
 

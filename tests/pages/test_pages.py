@@ -281,9 +281,9 @@ def test_sessions_refreshing_together_cost_one_query_per_panel(clean_environ: Pa
         at = open_page("pages/live_aggregations.py")
         assert not at.exception
     per_panel = {name: calls.count(name) for name in set(calls)}
-    # Five sessions within one TTL: each panel's query ran once (the filter options add one 24 h query each).
-    assert per_panel == {"kpis": 1, "signal_by_operator": 2, "gps_by_provider": 2, "signal_per_minute": 1,
-                         "coverage_cells": 1, "status_by_postal_code": 1}
+    # Five sessions within one TTL: each panel's query ran once, and the filter options' 24 h queries once each.
+    assert per_panel == {"kpis_compared": 1, "signal_by_operator_compared": 1, "signal_by_operator": 1,
+                         "gps_by_provider": 2, "signal_per_minute": 1, "coverage_cells": 1, "status_by_postal_code": 1}
 
 
 def test_pipeline_health_shows_the_last_compaction_and_vacuum(clean_environ: Path) -> None:
@@ -372,7 +372,7 @@ def test_csv_downloads_neutralise_formulas_and_keep_negative_numbers(clean_envir
     at = open_page("pages/live_aggregations.py")
     assert not at.exception
 
-    rows = downloads["signal_by_operator.csv"].splitlines()
+    rows = downloads["signal_by_operator_compared.csv"].splitlines()
     evil = next(row for row in rows if "HYPERLINK" in row)
     assert evil.startswith("\"'=HYPERLINK(")  # a leading quote: text to the spreadsheet, not a formula
     assert ",-80.0," in evil  # the number stays a number

@@ -1,0 +1,74 @@
+"""A number against the periods the comparison queries give it: the period before and the same period a day earlier.
+
+The comparison queries (core.queries.PERIODS) answer NULL for a period the lake has no rows for. Such a
+period is "no data": it never becomes a 0 % change, nor a fall to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+NO_DATA = "no data"
+# Column prefixes of the comparison queries' periods (core.queries.PERIODS), the range itself first.
+PREVIOUS = "previous_"
+DAY_BEFORE = "day_before_"
+KPI_COLUMNS = ("records", "avg_signal", "operators", "quarantined")
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a number changed against an earlier period: its text, and its direction (None: no data to compare)."""
+
+    text: str
+    direction: int | None  # 1 up, -1 down, 0 unchanged (at the precision shown)
+
+
+def missing(value: Any) -> bool:
+    """Return True for NULL (None, NaN, pandas NA): a period without rows."""
+    if value is None:
+        return True
+    try:
+        return bool(math.isnan(float(value)))
+    except (TypeError, ValueError):
+        return True
+
+
+def change(current: Any, before: Any, *, percent: bool = False, digits: int = 0) -> Change:
+    """Return `current` against `before`: a difference with `digits` decimals, or a percentage of `before`.
+
+    A percentage of zero is no number: the difference is given instead.
+    """
+    if missing(current) or missing(before):
+        return Change(NO_DATA, None)
+    difference = float(current) - float(before)
+    if percent and float(before) != 0:
+        ratio = difference / abs(float(before)) * 100
+        # One decimal below 10 %, so a small change does not read as none.
+        places = 1 if abs(ratio) < 10 else 0
+        shown = round(ratio, places)
+        return Change("0 %" if shown == 0 else f"{shown:+.{places}f} %", _sign(shown))
+    shown = round(difference, digits)
+    return Change("0" if shown == 0 else f"{shown:+,.{digits}f}", _sign(shown))
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
+def kpi_periods(row: Mapping[str, Any] | None) -> dict[str, dict[str, float | None]]:
+    """Return the headline numbers of each period ("", PREVIOUS, DAY_BEFORE) from a kpis_compared row.
+
+    A period with no rows in any table has every number None. Otherwise a count without rows of its own
+    is 0 (records with everything quarantined), and an average without readings stays None.
+    """
+    periods: dict[str, dict[str, float | None]] = {}
+    for prefix in ("", PREVIOUS, DAY_BEFORE):
+        values = {column: None if row is None or missing(row.get(prefix + column)) else float(row[prefix + column])
+                  for column in KPI_COLUMNS}
+        has_rows = values["records"] is not None or values["avg_signal"] is not None or bool(values["quarantined"])
+        periods[prefix] = {column: (value if value is not None or column == "avg_signal" else 0.0) if has_rows
+                           else None for column, value in values.items()}
+    return periods

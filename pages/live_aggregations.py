@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 
 import streamlit as st
 
-from core import charts, frames, queries
-from ui import context
+from core import charts, frames, queries, views
+from ui import context, share
 from ui.context import Panel
 from ui.widgets import chart_panel, fmt_time
 
 context.through_router()
 settings = context.settings()
 st.title("Live aggregations")
-
-controls = st.columns([2, 1, 1])
-with controls[0]:
-    range_label = st.segmented_control(
-        "Event time", [*context.RANGES, "Custom"], default="1 h", key="range", selection_mode="single"
-    ) or "1 h"
-custom: tuple[datetime, datetime] | None = None
-if range_label == "Custom":
-    today = datetime.now(UTC).date()
-    start_col, end_col = st.columns(2)
-    start_day = start_col.date_input("From (UTC)", today, key="custom_from_day")
-    start_time = start_col.time_input("From time", time(0, 0), key="custom_from_time")
-    end_day = end_col.date_input("To (UTC)", today + timedelta(days=1), key="custom_to_day")
-    end_time = end_col.time_input("To time", time(0, 0), key="custom_to_time")
-    custom = (datetime.combine(start_day, start_time, UTC), datetime.combine(end_day, end_time, UTC))
-    if custom[1] <= custom[0]:
-        st.error("The end of the range must be after its start.")
-        st.stop()
 
 
 def filter_options(name: str, column: str) -> list[str]:
@@ -42,8 +24,43 @@ def filter_options(name: str, column: str) -> list[str]:
 
 operator_options = filter_options("signal_by_operator", "operator")
 provider_options = filter_options("gps_by_provider", "provider")
+
+# The view is its URL (ui.share): the URL's view when it is news to this page, then whatever the widgets say.
+default_custom = views.default_custom(datetime.now(UTC).date())
+shown, news, notices = share.opened("live_aggregations", views.LIVE_KEYS, lambda params: views.parse_live(
+    params, operators=operator_options, providers=provider_options, custom=default_custom))
+start, end = (shown.start, shown.end) if shown.start and shown.end else default_custom
+share.show({"range": shown.range, "operators": list(shown.operators), "providers": list(shown.providers),
+            "custom_from_day": start.date(), "custom_from_time": start.time(),
+            "custom_to_day": end.date(), "custom_to_time": end.time()}, news)
+controls = st.columns([2, 1, 1])
+with controls[0]:
+    range_label = st.segmented_control(
+        "Event time", [*context.RANGES, views.CUSTOM], key="range", selection_mode="single"
+    ) or views.DEFAULT_RANGE
+custom: tuple[datetime, datetime] | None = None
+if range_label == views.CUSTOM:
+    start_col, end_col = st.columns(2)
+    # No default value: each shows the view's (set above), which a default would contradict.
+    start_day = start_col.date_input("From (UTC)", None, key="custom_from_day")
+    start_time = start_col.time_input("From time", None, key="custom_from_time")
+    end_day = end_col.date_input("To (UTC)", None, key="custom_to_day")
+    end_time = end_col.time_input("To time", None, key="custom_to_time")
+    if start_day is None or start_time is None or end_day is None or end_time is None:
+        st.info("Choose the start and the end of the range.")
+        st.stop()
+    custom = (datetime.combine(start_day, start_time, UTC), datetime.combine(end_day, end_time, UTC))
+    if custom[1] <= custom[0]:
+        st.error("The end of the range must be after its start.")
+        st.stop()
+
 operators = controls[1].multiselect("Operators", operator_options, key="operators", placeholder="All operators")
 providers = controls[2].multiselect("Providers", provider_options, key="providers", placeholder="All providers")
+rewritten = share.keep("live_aggregations", views.LIVE_KEYS,
+                       views.LiveView(range_label, *(custom or (None, None)), tuple(operators), tuple(providers)),
+                       views.live_params)
+for notice in () if rewritten else notices:  # a URL just rewritten has no bad value left
+    st.caption(f":material/link_off: {notice}")
 
 
 def annotations(since: datetime, until: datetime) -> list[tuple[datetime, str]]:

@@ -1,6 +1,7 @@
 """Wall display: key numbers and charts, full screen, refreshing itself unattended for days.
 
-Open it as `/?kiosk=1` (no navigation, sidebar or toolbar). Panels refresh in place with
+Open it as `/?kiosk=1` (no navigation, sidebar or toolbar); `views=signal,coverage` picks the views it
+rotates through and `range=6h` its charts' range (core.views). Panels refresh in place with
 st.fragment(run_every=...); the views rotate with streamlit-autorefresh's counter, the one full rerun
 we want. A query that fails keeps the last good frame on screen and says so.
 """
@@ -12,13 +13,14 @@ from datetime import timedelta
 import streamlit as st
 from streamlit_autorefresh import st_autorefresh
 
-from core import charts
+from core import charts, views
 from core.health import Level
-from ui import context
+from ui import context, share
 from ui.alerts import show_alert_banner
 from ui.widgets import fmt_time, kpi_tiles
 
-VIEWS = ("Signal", "Coverage", "Network status")
+# URL name -> title of each view, in rotation order.
+VIEWS = {"signal": "Signal", "coverage": "Coverage", "status": "Network status"}
 WINDOW = timedelta(minutes=5)
 context.through_router()
 settings = context.settings()
@@ -28,8 +30,13 @@ st.markdown(
     "</style>",
     unsafe_allow_html=True,
 )
-rotation = st_autorefresh(interval=int(settings.rotate_seconds * 1000), key="wall_rotation") or 0
-view = VIEWS[rotation % len(VIEWS)]
+wall, notices = views.parse_wall(share.params(views.WALL_KEYS), tuple(VIEWS))
+# One view has nothing to rotate to: no full rerun for it.
+rotating = len(wall.views) > 1
+rotation = (st_autorefresh(interval=int(settings.rotate_seconds * 1000), key="wall_rotation") or 0) if rotating else 0
+view = VIEWS[wall.views[rotation % len(wall.views)]]
+for notice in notices:
+    st.caption(f":material/link_off: {notice}")
 
 
 @st.fragment(run_every=settings.refresh_seconds)
@@ -43,13 +50,13 @@ def headline() -> None:
     if kpis.error:
         st.warning(f"Showing the last good numbers: {kpis.error}")
     kpi_tiles(kpis, WINDOW)
-    st.caption(f"{view} · data as of {fmt_time(kpis.result.as_of if kpis.result else None)} · "
-               f"next view in {settings.rotate_seconds:g} s")
+    st.caption(f"{view} · data as of {fmt_time(kpis.result.as_of if kpis.result else None)}"
+               + (f" · next view in {settings.rotate_seconds:g} s" if rotating else ""))
 
 
 @st.fragment(run_every=settings.refresh_seconds)
 def view_panels() -> None:
-    since, until = context.time_window("1 h")
+    since, until = context.time_window(wall.range)
     titles = {
         "signal_per_minute": "Signal per minute", "signal_by_operator": "Average signal by operator",
         "coverage_cells": "Coverage", "gps_by_provider": "GPS precision and satellites",
@@ -63,8 +70,8 @@ def view_panels() -> None:
     watermark = context.watermark()
     for column, name in zip(st.columns(2), names, strict=True):
         with column:
-            st.markdown(f"### {titles[name]}")
-            panel = context.query(name, since, until, slot="1 h")
+            st.markdown(f"### {titles[name]} · last {wall.range}")
+            panel = context.query(name, since, until, slot=wall.range)
             if panel.result is None:
                 st.info(f"No data yet: {panel.error}" if panel.error else "No data yet")
                 continue

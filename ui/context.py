@@ -26,13 +26,9 @@ from core.backends.base import AuditTrail, Backend
 from core.config import Settings
 from core.domain import CrawlerState, JobStatus, QueryResult, StreamHealth, TableFreshness
 from core.errors import ConfigError, SignalStreamError
+from core.views import PRESETS
 
-RANGES: dict[str, timedelta] = {
-    "15 min": timedelta(minutes=15),
-    "1 h": timedelta(hours=1),
-    "6 h": timedelta(hours=6),
-    "24 h": timedelta(hours=24),
-}
+RANGES: dict[str, timedelta] = {preset.label: preset.length for preset in PRESETS}  # label -> length
 MAX_RANGE = timedelta(days=31)  # the longest event-time range a panel queries; a longer one is clipped
 LAST_GOOD_ENTRIES = 64  # last good results kept for all sessions (a panel and range each)
 QUERY_CACHE_ENTRIES = 256  # cached query results, besides their TTL

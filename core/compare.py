@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.queries import PERIODS
+
 NO_DATA = "no data"
-# Column prefixes of the comparison queries' periods (core.queries.PERIODS), the range itself first.
-PREVIOUS = "previous_"
-DAY_BEFORE = "day_before_"
+# Column prefixes of the comparison queries' periods: the range itself (""), the one before, a day earlier.
+NOW, PREVIOUS, DAY_BEFORE = (prefix for prefix, _ in PERIODS)
 KPI_COLUMNS = ("records", "avg_signal", "operators", "quarantined")
 
 
@@ -59,16 +60,21 @@ def _sign(value: float) -> int:
 
 
 def kpi_periods(row: Mapping[str, Any] | None) -> dict[str, dict[str, float | None]]:
-    """Return the headline numbers of each period ("", PREVIOUS, DAY_BEFORE) from a kpis_compared row.
+    """Return the headline numbers of each period (NOW, PREVIOUS, DAY_BEFORE) from a kpis_compared row.
 
     A period with no rows in any table has every number None. Otherwise a count without rows of its own
-    is 0 (records with everything quarantined), and an average without readings stays None.
+    is 0 (no records aggregated, everything quarantined), and an average without readings stays None.
     """
     periods: dict[str, dict[str, float | None]] = {}
-    for prefix in ("", PREVIOUS, DAY_BEFORE):
-        values = {column: None if row is None or missing(row.get(prefix + column)) else float(row[prefix + column])
-                  for column in KPI_COLUMNS}
-        has_rows = values["records"] is not None or values["avg_signal"] is not None or bool(values["quarantined"])
-        periods[prefix] = {column: (value if value is not None or column == "avg_signal" else 0.0) if has_rows
-                           else None for column, value in values.items()}
+    for prefix in (NOW, PREVIOUS, DAY_BEFORE):
+        values: dict[str, float | None] = dict.fromkeys(KPI_COLUMNS)
+        for column in KPI_COLUMNS:
+            value = row.get(prefix + column) if row is not None else None
+            values[column] = None if missing(value) else float(value)
+        if values["records"] is not None or values["avg_signal"] is not None or values["quarantined"]:
+            values = {column: 0.0 if value is None and column != "avg_signal" else value
+                      for column, value in values.items()}
+        else:
+            values = dict.fromkeys(KPI_COLUMNS)
+        periods[prefix] = values
     return periods

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import wording
-from core.compare import DAY_BEFORE, NO_DATA, PREVIOUS, Change, change, kpi_periods
+from core.compare import DAY_BEFORE, NO_DATA, NOW, PREVIOUS, Change, change, kpi_periods
 from core.domain import CrawlerState
 from core.frames import to_safe_csv
 from core.health import Hop, Level
@@ -124,14 +124,14 @@ def kpi_tiles(kpis: Panel, window: timedelta) -> int:
     frame = kpis.result.frame if kpis.result is not None else None
     row = frame.iloc[0].to_dict() if frame is not None and len(frame) else None
     periods = kpi_periods(row)
-    now, previous, day_before = periods[""], periods[PREVIOUS], periods[DAY_BEFORE]
+    now, previous, day_before = periods[NOW], periods[PREVIOUS], periods[DAY_BEFORE]
     minutes = f"{window.total_seconds() / 60:g}"
     # A row that wraps rather than columns: a narrow window would cut labels and values short.
     with st.container(horizontal=True):
         for column, label, digits, percent, rise in KPI_TILES:
             value = now[column]
-            shown = ("–" if value is None else f"{value:.{digits}f}") if column == "avg_signal" else \
-                f"{int(value or 0):,}"
+            # No rows now: none counted, and no average.
+            shown = "–" if value is None and column == "avg_signal" else f"{value or 0:,.{digits}f}"
             against_previous = change(value, previous[column], percent=percent, digits=digits)
             against_day = change(value, day_before[column], percent=percent, digits=digits)
             with st.container(border=True):

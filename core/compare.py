@@ -27,14 +27,20 @@ class Change:
     direction: int | None  # 1 up, -1 down, 0 unchanged (at the precision shown)
 
 
+def number(value: Any) -> float | None:
+    """Return a query's value as a float, or None for NULL (None, NaN, pandas NA): a period without rows."""
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(result) else result
+
+
 def missing(value: Any) -> bool:
     """Return True for NULL (None, NaN, pandas NA): a period without rows."""
-    if value is None:
-        return True
-    try:
-        return bool(math.isnan(float(value)))
-    except (TypeError, ValueError):
-        return True
+    return number(value) is None
 
 
 def change(current: Any, before: Any, *, percent: bool = False, digits: int = 0) -> Change:
@@ -42,11 +48,12 @@ def change(current: Any, before: Any, *, percent: bool = False, digits: int = 0)
 
     A percentage of zero is no number: the difference is given instead.
     """
-    if missing(current) or missing(before):
+    now, then = number(current), number(before)
+    if now is None or then is None:
         return Change(NO_DATA, None)
-    difference = float(current) - float(before)
-    if percent and float(before) != 0:
-        ratio = difference / abs(float(before)) * 100
+    difference = now - then
+    if percent and then != 0:
+        ratio = difference / abs(then) * 100
         # One decimal below 10 %, so a small change does not read as none.
         places = 1 if abs(ratio) < 10 else 0
         shown = round(ratio, places)
@@ -69,8 +76,7 @@ def kpi_periods(row: Mapping[str, Any] | None) -> dict[str, dict[str, float | No
     for prefix in (NOW, PREVIOUS, DAY_BEFORE):
         values: dict[str, float | None] = dict.fromkeys(KPI_COLUMNS)
         for column in KPI_COLUMNS:
-            value = row.get(prefix + column) if row is not None else None
-            values[column] = None if missing(value) else float(value)
+            values[column] = number(row.get(prefix + column)) if row is not None else None
         if values["records"] is not None or values["avg_signal"] is not None or values["quarantined"]:
             values = {column: 0.0 if value is None and column != "avg_signal" else value
                       for column, value in values.items()}

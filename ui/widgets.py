@@ -134,12 +134,14 @@ def kpi_tiles(kpis: Panel, window: timedelta) -> int:
             shown = "–" if value is None and column == "avg_signal" else f"{value or 0:,.{digits}f}"
             against_previous = change(value, previous[column], percent=percent, digits=digits)
             against_day = change(value, day_before[column], percent=percent, digits=digits)
+            # "no data for the previous 5 min", "+12 % vs previous 5 min"
+            linked = "for the" if against_previous.direction is None else "vs"
             with st.container(border=True):
                 st.metric(label.format(minutes=minutes), shown, against_previous.text,
                           rise if against_previous.direction else "off",
                           # "0 %" and "no data" are text to Streamlit, which would give them a rising arrow.
                           delta_arrow="auto" if against_previous.direction else "off",
-                          delta_description=f"vs previous {minutes} min")
+                          delta_description=f"{linked} previous {minutes} min")
                 st.caption(change_caption(against_day, rise, f"same {minutes} min yesterday"))
     return int(now["records"] or 0)
 

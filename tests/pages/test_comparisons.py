@@ -97,7 +97,7 @@ def test_a_period_without_rows_says_no_data_never_zero_percent(clean_environ: Pa
     at = open_page()
     assert not at.exception
     assert {(delta, description) for _, delta, description in tiles(at).values()} == {
-        ("no data", "vs previous 5 min")}
+        ("no data", "for the previous 5 min")}
     assert day_captions(at) == ["no data for the same 5 min yesterday"] * 4
     assert tiles(at)["Records, last 5 min"][0] == "2"
 

@@ -1,29 +1,35 @@
 """Replay producer data: CSV -> validated records -> batches -> stream.put_records.
 
 Used by `python -m core.cli replay` and by the console's demo page (progress callback, stop flag).
-Every CSV line ends up sent, rejected with its line number and reason, or failed with the
-stream's error; nothing is dropped silently. A quoted field may hold line breaks, but a quote that
-does not close properly costs only the line it opened on: the lines it took are read again on their own.
+Every CSV line ends up sent, rejected with its line number and reason, or failed with the stream's
+error; nothing is dropped silently. pyarrow's CSV reader reads the plain lines, Python's csv module the
+few others, as it always read them all: a quoted field may hold line breaks, but a quote that does not
+close properly costs only the line it opened on, and the lines after it are read on their own.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
+import heapq
+import math
 import re
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from core import records as R
 from core.backends.base import Stream
-from core.batching import EncodedRecords, RecordTemplate, escape_json_text
 from core.domain import MAX_RECORDS_PER_PUT
 from core.errors import InputError
 
@@ -31,9 +37,19 @@ TimeMode = Literal["live", "recorded"]
 MAX_REJECTION_DETAILS = 200
 # The fields of a sent record in the order replay has always sent them: the source row, then ours.
 SENT_FIELDS: tuple[str, ...] = (*R.SOURCE_FIELDS, "record_id", "replay_id", "event_time")
-_SENT_RECORD = RecordTemplate(SENT_FIELDS)
-# A data row as read: (line number, cells, clean); clean rows passed _CLEAN_ROW.
-_Row = tuple[int, list[str], bool]
+UNTERMINATED = ("unterminated quote: a quoted field opened on this line is not closed properly "
+                "(the lines after it are read on their own)")
+_WIDTH = len(R.SOURCE_FIELDS)
+_FIELD_LIMIT = csv.field_size_limit()  # a line longer than a field may be is the csv module's to refuse
+_RUN = 64  # plain lines in a row worth a pyarrow reader; the csv module reads shorter runs
+_SCHEMA = pa.schema([(name, pa.string()) for name in R.SOURCE_FIELDS])
+_READ = pacsv.ReadOptions(column_names=R.SOURCE_FIELDS)
+_PARSE = pacsv.ParseOptions(invalid_row_handler=lambda row: "skip")  # the lines tell the widths already
+_CONVERT = pacsv.ConvertOptions(column_types=_SCHEMA)
+# Blank or a plain decimal (of at most 300 characters: float() stays finite) is never nulled; the other
+# numeric cells are few, and R.parse_number decides them one by one.
+_PLAIN_NUMBER = r"^([+-]?[0-9]+(\.[0-9]*)?)?$"
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
 
 
 @dataclass(frozen=True)
@@ -120,33 +136,46 @@ class ReplayProgress:
         return data
 
 
+class _Chunk(NamedTuple):
+    """Data rows in file order: the valid ones with their line numbers, and the lines rejected among them."""
+
+    rows: pa.RecordBatch
+    lines: np.ndarray
+    rejections: list[Rejection]
+
+
 class _Lines:
-    """The lines of an open CSV for the csv reader: one line can be handed back to be read first, and the
-    lines the reader pulls from `source` are kept in `taken`, to be read again when its row is refused."""
+    """A CSV's lines, ending at \\r\\n, \\r or \\n as the csv module ends them."""
 
-    __slots__ = ("_handed_back", "handle", "source", "taken")
+    def __init__(self, data: pa.Buffer) -> None:
+        self.data = data
+        raw = np.frombuffer(data, np.uint8)
+        lf = raw == ord("\n")
+        ends = np.flatnonzero(lf | (raw == ord("\r")) & ~np.append(lf[1:], False)) + 1  # no end between \r and \n
+        self.bounds = np.concatenate([[0], ends[ends < raw.size], [raw.size]])
+        self.count = len(self.bounds) - 1
+        starts = self.bounds[:-1] if raw.size else self.bounds[:0]
+        self.blank = np.isin(raw[starts], (ord("\n"), ord("\r")))
+        self.fields = np.add.reduceat((raw == ord(",")).view(np.uint8), starts, dtype=np.int32) + 1
+        # The lines pyarrow would not read as the csv module does: with a quote, a NUL byte (pyarrow 25 misses a
+        # comma next to one: apache/arrow GH-50481), a byte that is not UTF-8 (its invalid-row handler fails on
+        # those), a BOM at the start (it drops it), or longer than a field may be.
+        odd = (raw == ord('"')) | (raw == 0) | ((raw >= 0x80) if not _is_utf8(data) else False)
+        self.slow = np.union1d(np.searchsorted(self.bounds, np.flatnonzero(odd), "right") - 1,
+                               np.flatnonzero((np.diff(self.bounds) > _FIELD_LIMIT) | (raw[starts] == 0xEF)))
 
-    def __init__(self, handle: TextIO) -> None:
-        self.handle = handle
-        self.source: Iterator[str] = handle
-        self.taken: list[str] = []
-        self._handed_back: str | None = None
+    def text(self, index: int) -> str:
+        """Return a line with its line break, as the csv module reads it."""
+        line = memoryview(self.data)[self.bounds[index]:self.bounds[index + 1]]
+        return str(line, "utf-8-sig" if index == 0 else "utf-8", "surrogateescape")
 
-    def __iter__(self) -> _Lines:
-        return self
 
-    def __next__(self) -> str:
-        text = self._handed_back
-        if text is None:
-            text = next(self.source)
-            self.taken.append(text)
-            return text
-        self._handed_back = None
-        return text
-
-    def hand_back(self, text: str) -> None:
-        """Make `text` the next line the reader reads."""
-        self._handed_back = text
+def _is_utf8(data: pa.Buffer) -> bool:
+    try:
+        str(memoryview(data), "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def open_input(path: Path, mode: str = "r", **options: Any) -> Any:
@@ -161,145 +190,100 @@ def open_input(path: Path, mode: str = "r", **options: Any) -> Any:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from None
 
 
-def _open_csv(path: Path) -> tuple[_Lines, Any]:
-    # newline="": lines end at \r, \n or \r\n, as the csv module ends rows.
-    handle = open_input(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
-    lines = _Lines(handle)
-    return lines, csv.reader(lines)
-
-
-def _check_header(path: Path, reader: Any) -> None:
+def _read(path: Path) -> Iterator[_Chunk]:
+    """Return the CSV's data rows; raise InputError at once when it is unreadable, empty or wrongly headed."""
+    with open_input(path, "rb"):  # the errors of any CSV a user names
+        lines = _Lines(pa.memory_map(str(path)).read_buffer())
+    if not lines.text(0):
+        raise InputError(f"{path}: the file is empty")
     try:
-        header = next(reader, None)
+        names = [name.strip() for name in next(csv.reader([lines.text(0)]))]
     except csv.Error as error:
         raise InputError(f"{path}: not a CSV file ({error})") from None
-    if header is None:
-        raise InputError(f"{path}: the file is empty")
-    names = [name.strip() for name in header]
     if names != list(R.SOURCE_FIELDS):
-        missing = [f for f in R.SOURCE_FIELDS if f not in names]
-        extra = [n for n in names if n not in R.SOURCE_FIELDS]
-        detail = "; ".join(
-            part for part in (
-                f"missing {', '.join(missing)}" if missing else "",
-                f"unexpected {', '.join(extra)}" if extra else "",
-                "columns out of order" if not missing and not extra else "",
-            ) if part
-        )
-        raise InputError(f"{path}: wrong header ({detail}); expected: {','.join(R.SOURCE_FIELDS)}")
+        missing = ", ".join(name for name in R.SOURCE_FIELDS if name not in names)
+        extra = ", ".join(name for name in names if name not in R.SOURCE_FIELDS)
+        detail = "; ".join([f"missing {missing}"] * bool(missing) + [f"unexpected {extra}"] * bool(extra))
+        raise InputError(f"{path}: wrong header ({detail or 'columns out of order'}); "
+                         f"expected: {','.join(R.SOURCE_FIELDS)}")
+    return _chunks(lines)
 
 
-def iter_rows(path: Path) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
-    """Return an iterator of (line number, fields) per well-formed data row, or a Rejection.
+def _chunks(lines: _Lines) -> Iterator[_Chunk]:
+    index = 1  # the next line to read; the header is line 1, at index 0
+    found: list[tuple[int, list[str]] | Rejection] = []  # read by the csv module, not yet in a chunk
+    while index < lines.count:
+        slow = np.searchsorted(lines.slow, index)
+        end = int(lines.slow[slow]) if slow < len(lines.slow) else lines.count
+        if found and (end - index >= _RUN or len(found) >= 16 * _RUN):
+            yield _gathered(found)
+            found = []
+        if end - index >= _RUN:
+            yield from _read_plain(lines, index, end)
+            index = end
+            continue
+        item, index = _read_one(lines, index)
+        if item is not None:
+            found.append(item)
+    if found:
+        yield _gathered(found)
 
-    Opens the file and checks its header at once: raises InputError when the file cannot be read,
-    is empty or has the wrong header, before anything is consumed.
-    """
-    return _with_field_names(_open_rows(path))
+
+def _gathered(found: list[tuple[int, list[str]] | Rejection]) -> _Chunk:
+    rows = [item for item in found if not isinstance(item, Rejection)]
+    columns = list(zip(*(cells for _, cells in rows), strict=True)) or [()] * _WIDTH
+    return _Chunk(pa.record_batch([pa.array(column, pa.string()) for column in columns], schema=_SCHEMA),
+                  np.array([line for line, _ in rows], np.int64),
+                  [item for item in found if isinstance(item, Rejection)])
 
 
-def _open_rows(path: Path) -> Generator[_Row | Rejection, None, None]:
-    lines, reader = _open_csv(path)
+def _read_plain(lines: _Lines, first: int, end: int) -> Iterator[_Chunk]:
+    """Yield pyarrow's reading of lines [first, end), which it reads as the csv module does."""
+    filled, fields = ~lines.blank[first:end], lines.fields[first:end]
+    valid = first + 1 + np.flatnonzero(filled & (fields == _WIDTH))
+    wrong = [Rejection(int(line), f"expected {_WIDTH} fields, found {lines.fields[line - 1]}")
+             for line in first + 1 + np.flatnonzero(filled & (fields != _WIDTH))]
+    data = lines.data[lines.bounds[first]:lines.bounds[end]]
+    read = 0
+    for batch in pacsv.open_csv(pa.BufferReader(data), _READ, _PARSE, _CONVERT):
+        if not batch.num_rows:
+            continue
+        numbers, read = valid[read:read + batch.num_rows], read + batch.num_rows
+        before = [rejection for rejection in wrong if rejection.line < numbers[-1]]
+        yield _Chunk(batch, numbers, before)
+        wrong = wrong[len(before):]
+    if read != len(valid):
+        raise InputError(f"lines {first + 1}-{end}: pyarrow read {read} rows, not {len(valid)}")
+    if wrong:
+        yield _gathered(list(wrong))
+
+
+def _read_one(lines: _Lines, index: int) -> tuple[tuple[int, list[str]] | Rejection | None, int]:
+    """Return the row the csv module reads from line `index` + 1 on (None: a blank line), and the next index."""
+    reader = csv.reader(map(lines.text, range(index, lines.count)))
+    error: csv.Error | None = None
     try:
-        _check_header(path, reader)
-    except InputError:
-        lines.handle.close()
-        raise
-    return _rows(lines, reader)
+        row = next(reader)
+    except csv.Error as caught:
+        row, error = [], caught
+    taken = reader.line_num
+    # A row that spans lines and cannot be read, or is of the wrong width with a quote that does not close
+    # properly, was opened by an unterminated quote: its first line alone is rejected.
+    if taken > 1 and (error or (len(row) != _WIDTH and not _closes(map(lines.text, range(index, index + taken))))):
+        return Rejection(index + 1, UNTERMINATED), index + 1
+    if error:
+        return Rejection(index + taken, f"unreadable CSV ({error})"), index + taken
+    if not row:
+        return None, index + taken
+    if len(row) != _WIDTH:
+        return Rejection(index + 1, f"expected {_WIDTH} fields, found {len(row)}"), index + taken
+    if _UNDECODED.search("".join(row)):
+        return Rejection(index + 1, "not valid UTF-8"), index + taken
+    return (index + 1, row), index + taken
 
 
-def _with_field_names(rows: Generator[_Row | Rejection, None, None]
-                      ) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
-    try:
-        for item in rows:
-            yield item if isinstance(item, Rejection) else (item[0], dict(zip(R.SOURCE_FIELDS, item[1], strict=True)))
-    finally:
-        rows.close()  # closing this generator closes the file too
-
-
-# Blank or a plain decimal without exponent: never nulled. At most 300 integer digits, so float()
-# cannot overflow to inf. Possessive (++, ?+): a number matches one way only, so giving characters
-# back could not help, and not keeping the places to give them back at makes the match twice as fast.
-_FAST_NUMBER = r"(?:[+-]?+[0-9]{1,300}+(?:\.[0-9]*+)?+)?+"
-# Text without a comma, a quote, a backslash, a control character or a surrogate (the stand-in for
-# an undecodable byte): valid UTF-8 that JSON-escaping leaves as it is.
-_PLAIN_TEXT = r'[^,"\\\x00-\x1f\ud800-\udfff]*'
-# Matched against a CSV line without its line break: a match means a line without quotes, so the
-# csv module would split it at its commas, into exactly one cell per field, every numeric one blank
-# or a plain decimal (nothing nulled), none to escape and all valid UTF-8. One match per row instead
-# of the csv parser and the width, encoding, number and escaping checks of each cell; any other
-# line goes to the csv module and gets those checks one by one.
-_CLEAN_ROW = re.compile(
-    ",".join(_FAST_NUMBER if name in R.NUMERIC_FIELDS else _PLAIN_TEXT for name in R.SOURCE_FIELDS)
-).fullmatch
-_NUMERIC_COLUMNS = tuple((name, R.SOURCE_FIELDS.index(name)) for name in R.NUMERIC_FIELDS)
-
-
-def _rows(lines: _Lines, reader: Any) -> Generator[_Row | Rejection, None, None]:
-    width = len(R.SOURCE_FIELDS)
-    unterminated = "unterminated quote: a quoted field opened on this line is not closed properly " \
-                   "(the lines after it are read on their own)"
-    # The csv module refuses a field longer than this: a line shorter than it cannot hold one.
-    field_limit = csv.field_size_limit()
-    line = reader.line_num  # the last line read, by the reader or here
-    taken = lines.taken  # the lines the reader reads after the one handed back: empty for a one-line row
-    with lines.handle as handle:
-        source: Iterator[str] = handle
-        again: Iterator[str] = iter(())  # lines to read again, before the rest of the file
-        while True:
-            for text in source:
-                # A line ends with one line break at most (newline=""): strip it, as the reader does.
-                row_text = text.rstrip("\r\n")
-                if len(row_text) < field_limit and _CLEAN_ROW(row_text):
-                    # Without a quote the reader would split the line at its commas: do that, faster.
-                    line += 1
-                    yield line, row_text.split(","), True
-                    continue
-                lines.hand_back(text)  # anything else is the csv module's to read, quoted lines and all
-                taken.clear()
-                read_before = reader.line_num
-                error: csv.Error | None = None
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as caught:
-                    error, row = caught, []
-                first_line = line + 1  # a quoted field may span lines: report where the row starts
-                if taken and (error is not None or (len(row) != width and not _quotes_close([text, *taken]))):
-                    # A quote opened on this line took the next lines into its field, and does not close
-                    # before the end of the file, the field size limit, or where a quote can close. Only
-                    # this line is refused: the lines it took are read again, on their own.
-                    line = first_line
-                    yield Rejection(line, unterminated)
-                    # One level of lines to read again (not a chain per refused line): those it took,
-                    # then those still waiting from an earlier refusal.
-                    again = iter([*taken, *again])
-                    source = lines.source = itertools.chain(again, handle)
-                    break
-                line += reader.line_num - read_before
-                if error is not None:
-                    yield Rejection(line, f"unreadable CSV ({error})")
-                    continue
-                if not row:
-                    continue
-                if len(row) != width:
-                    yield Rejection(first_line, f"expected {width} fields, found {len(row)}")
-                    continue
-                joined = ",".join(row)
-                if not joined.isascii():  # only non-ASCII text can hold the surrogates of undecodable bytes
-                    try:
-                        joined.encode()
-                    except UnicodeEncodeError:
-                        yield Rejection(first_line, "not valid UTF-8")
-                        continue
-                yield first_line, row, False
-            else:
-                return
-
-
-def _quotes_close(lines: list[str]) -> bool:
-    """Return True when every quoted field in these lines closes properly (a strict csv reader reads them)."""
+def _closes(lines: Iterator[str]) -> bool:
+    """Return True when every quoted field in the lines closes properly (a strict csv reader reads them)."""
     try:
         for _ in csv.reader(lines, strict=True):
             pass
@@ -308,23 +292,56 @@ def _quotes_close(lines: list[str]) -> bool:
     return True
 
 
-def _nulled_fields(cells: Sequence[str]) -> list[str]:
-    """Return the numeric fields of a row that are neither blank nor a number (sent as they are, read as null)."""
-    return [name for name, index in _NUMERIC_COLUMNS if cells[index].strip() and R.parse_number(cells[index]) is None]
+def _line_of(item: tuple[Any, ...] | Rejection) -> int:
+    return item.line if isinstance(item, Rejection) else item[0]
+
+
+def iter_rows(path: Path) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
+    """Return an iterator of (line number, fields) per well-formed data row, or a Rejection, in file order.
+
+    Opens the file and checks its header at once: raises InputError when the file cannot be read,
+    is empty or has the wrong header, before anything is consumed.
+    """
+    return _items(_read(path))
+
+
+def _items(chunks: Iterator[_Chunk]) -> Generator[tuple[int, dict[str, str]] | Rejection, None, None]:
+    for rows, lines, rejections in chunks:
+        found: list[tuple[int, dict[str, str]] | Rejection] = [
+            (line, dict(zip(R.SOURCE_FIELDS, cells, strict=True)))
+            for line, cells in zip(lines.tolist(), zip(*rows.to_pydict().values(), strict=True), strict=True)]
+        yield from heapq.merge(found, rejections, key=_line_of)
+
+
+def _nulled(rows: pa.RecordBatch) -> Counter[str]:
+    """Return per numeric field the rows holding neither a blank nor a number there (sent as they are, read as null)."""
+    nulled: Counter[str] = Counter()
+    for name in R.NUMERIC_FIELDS:
+        column = rows.column(name)
+        plain = pc.and_(pc.match_substring_regex(column, _PLAIN_NUMBER), pc.less_equal(pc.binary_length(column), 300))
+        odd = column.filter(pc.invert(plain)).to_pylist()
+        nulled[name] = sum(bool(cell.strip()) and R.parse_number(cell) is None for cell in odd)
+    return +nulled  # without the zeros
 
 
 def _recorded_event_time(hour: str, on: date) -> datetime | None:
-    full = R.parse_timestamp(hour)
-    if full is not None:
-        return full
     clock = R.parse_clock(hour)
-    if clock is None:
-        return None
-    return datetime(on.year, on.month, on.day, tzinfo=UTC) + clock
+    midnight = datetime(on.year, on.month, on.day, tzinfo=UTC)
+    return R.parse_timestamp(hour) or (None if clock is None else midnight + clock)
 
 
-def _hour_rejection(line: int, hour: str) -> Rejection:
-    return Rejection(line, f"hour {hour!r} is neither HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
+def _dated(chunk: _Chunk, time_mode: TimeMode, on: date) -> tuple[_Chunk, list[str]]:
+    """Return the chunk less the rows whose hour gives no recorded event time, and the rows' event times."""
+    if time_mode == "live":  # every row, each stamped when sent
+        return chunk, [""] * chunk.rows.num_rows
+    hours = chunk.rows.column(0).to_pylist()
+    moments = [_recorded_event_time(hour, on) for hour in hours]
+    dated = np.array([moment is not None for moment in moments], bool)
+    undated = [Rejection(line, f"hour {hour!r} is neither HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
+               for line, hour, moment in zip(chunk.lines.tolist(), hours, moments, strict=True) if moment is None]
+    rejections = list(heapq.merge(chunk.rejections, undated, key=_line_of))
+    return (_Chunk(chunk.rows.filter(dated), chunk.lines[dated], rejections),
+            [iso_utc(moment) for moment in moments if moment is not None])
 
 
 def validate_csv(path: Path, time_mode: TimeMode = "live") -> ValidationReport:
@@ -332,33 +349,21 @@ def validate_csv(path: Path, time_mode: TimeMode = "live") -> ValidationReport:
     report = ValidationReport(path=str(path))
     nulled: Counter[str] = Counter()
     on = _default_recorded_date()
-    for item in _open_rows(path):
-        report.rows += 1
-        if isinstance(item, Rejection):
-            report.add_rejection(item)
-            continue
-        line, cells, clean = item
-        if time_mode == "recorded" and _recorded_event_time(cells[0], on) is None:
-            report.add_rejection(_hour_rejection(line, cells[0]))
-            continue
-        report.valid += 1
-        if not clean:
-            nulled.update(_nulled_fields(cells))
+    for chunk in _read(path):
+        rows, _, rejections = _dated(chunk, time_mode, on)[0]
+        report.rows += rows.num_rows + len(rejections)
+        report.valid += rows.num_rows
+        for rejection in rejections:
+            report.add_rejection(rejection)
+        nulled.update(_nulled(rows))
     report.nulled = dict(nulled)
     return report
 
 
 def count_data_lines(path: Path) -> int:
     """Return an estimate of the data rows of a CSV (its lines less the header), read fast."""
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
+    raw = np.frombuffer(pa.memory_map(str(path)).read_buffer(), np.uint8)
+    return max(int(np.count_nonzero(raw == ord("\n"))) + bool(raw.size and raw[-1] != ord("\n")) - 1, 0)
 
 
 def _default_recorded_date() -> date:
@@ -391,35 +396,29 @@ def replay(
     """
     stop = stop or threading.Event()
     state = ReplayProgress(replay_id=replay_id or new_replay_id(), path=str(path))
-    rows = _open_rows(path)  # checks the file now: a bad file fails before anything is sent
+    chunks = _read(path)  # checks the file now: a bad file fails before anything is sent
     state.total_rows = count_data_lines(path)
     on = options.recorded_date or _default_recorded_date()
     batch_size = MAX_RECORDS_PER_PUT if options.rate is None else max(1, min(MAX_RECORDS_PER_PUT, int(options.rate)))
     nulled: Counter[str] = Counter()
     failures: Counter[str] = Counter()
-    replay_id_json = escape_json_text(state.replay_id)
+    batch: list[dict[str, str]] = []
     started = time.monotonic()
 
-    def send(batch: list[tuple[list[str], int, str]]) -> None:
-        # The records are rendered from the rows' escaped cells: the bytes encode() would give for
-        # dicts of SENT_FIELDS, without building the dicts.
-        stamp = iso_utc(datetime.now(UTC)) if options.time_mode == "live" else ""
-        id_prefix = f"{state.replay_id}:{state.passes}:"  # a batch never spans two passes
-        id_prefix_json = escape_json_text(id_prefix)
-        values: list[str] = []
-        record_ids: list[str] = []
-        for cells, line, event_time in batch:
-            number = str(line)
-            values += cells
-            values += (id_prefix_json + number, replay_id_json, event_time or stamp)
-            record_ids.append(id_prefix + number)
-        records = EncodedRecords(_SENT_RECORD.encode_many(values, len(batch)), record_ids)
-        result = stream.put_records(records)
+    def send() -> None:
+        if options.time_mode == "live":  # the event time is the time of sending
+            stamp = iso_utc(datetime.now(UTC))
+            for record in batch:
+                record["event_time"] = stamp
+        result = stream.put_records(batch)
+        batch.clear()
         state.sent += result.sent
         state.failed += len(result.failed)
         failures.update(f.error_code for f in result.failed)
         report()
-        pace()
+        if options.rate is not None:
+            due = started + (state.sent + state.failed) / options.rate
+            stop.wait(max(0.0, due - time.monotonic()))
 
     def report() -> None:
         state.elapsed_seconds = time.monotonic() - started
@@ -428,58 +427,48 @@ def replay(
         if progress:
             progress(state)
 
-    def pace() -> None:
-        if options.rate is not None:
-            due = started + (state.sent + state.failed) / options.rate
-            stop.wait(max(0.0, due - time.monotonic()))
+    def limit_reached() -> bool:
+        return options.limit is not None and state.sent + state.failed + len(batch) >= options.limit
 
-    recorded = options.time_mode == "recorded"
-    limit = options.limit
-    # Per row: the escaped cells, the line and the recorded event time ("" in live mode: stamped when sent).
-    batch: list[tuple[list[str], int, str]] = []
-    limit_reached = limit == 0
-    try:
-        while not stop.is_set() and not limit_reached:
-            state.passes += 1
-            first_pass = state.passes == 1
-            items = rows if first_pass else _open_rows(path)
-            sent_this_pass = 0
-            for item in items:
-                if stop.is_set():
-                    break
-                if limit is not None and state.sent + state.failed + len(batch) >= limit:
-                    limit_reached = True
-                    break
-                state.rows_read += 1
-                event_time = ""
-                if recorded and not isinstance(item, Rejection):
-                    moment = _recorded_event_time(item[1][0], on)
-                    if moment is None:
-                        item = _hour_rejection(item[0], item[1][0])
-                    else:
-                        event_time = iso_utc(moment)
-                if isinstance(item, Rejection):
-                    state.rejected += 1
-                    if first_pass and len(state.rejections) < MAX_REJECTION_DETAILS:
-                        state.rejections.append(item)
-                    continue
-                line, cells, clean = item
-                if not clean:  # clean rows have nothing nulled and nothing to escape
-                    if first_pass and (nulled_fields := _nulled_fields(cells)):
-                        nulled.update(nulled_fields)
-                    cells = [escape_json_text(cell) for cell in cells]
-                batch.append((cells, line, event_time))
-                sent_this_pass += 1
-                if len(batch) >= batch_size:
-                    send(batch)
-                    batch = []
-            if batch:
-                send(batch)
-                batch = []
-            if not options.loop or sent_this_pass == 0:
+    def take(chunk: _Chunk, first_pass: bool) -> int:
+        """Queue a chunk's rows and count its rejections, up to a stop or the limit; return the rows queued."""
+        chunk, event_times = _dated(chunk, options.time_mode, on)
+        lines = chunk.lines.tolist()
+        columns = [column.to_pylist() for column in chunk.rows.columns]
+        prefix = f"{state.replay_id}:{state.passes}:"
+        taken = 0
+        while taken < len(lines) and not stop.is_set() and not limit_reached():
+            room = batch_size if options.limit is None else min(batch_size, options.limit - state.sent - state.failed)
+            part = slice(taken, taken + room - len(batch))
+            ids = [f"{prefix}{line}" for line in lines[part]]
+            rows = zip(*(column[part] for column in columns), ids, [state.replay_id] * len(ids), event_times[part],
+                       strict=True)
+            batch.extend([dict(zip(SENT_FIELDS, row, strict=True)) for row in rows])
+            taken += len(ids)
+            if len(batch) >= batch_size:
+                send()
+        # Nothing past a stop or the limit is read: neither rows nor rejections.
+        done = stop.is_set() or limit_reached()
+        end = lines[taken] if taken < len(lines) else lines[-1] if lines and done else math.inf
+        read = [rejection for rejection in chunk.rejections if rejection.line < end]
+        state.rows_read += taken + len(read)
+        state.rejected += len(read)
+        if first_pass:
+            state.rejections += read[:MAX_REJECTION_DETAILS - len(state.rejections)]
+            nulled.update(_nulled(chunk.rows.slice(0, taken)))
+        return taken
+
+    while not stop.is_set() and not limit_reached():
+        state.passes += 1
+        queued = 0
+        for chunk in chunks if state.passes == 1 else _read(path):
+            queued += take(chunk, state.passes == 1)
+            if stop.is_set() or limit_reached():
                 break
-    finally:
-        rows.close()  # closes the file now, also when stopped before the first pass
+        if batch:
+            send()
+        if not options.loop or queued == 0:
+            break
     state.stopped = stop.is_set()
     state.done = True
     report()

@@ -12,15 +12,24 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
-from core.batching import Entry, EntryError, put_with_retries
+import msgspec
+
+from core.batching import JSON, Entry, EntryError, put_with_retries
 from core.domain import PutResult, StreamHealth
-from core.durable import write_text_atomically
+from core.durable import write_bytes_atomically
 
 LAST_PUT_MARKER = ".last_put"
+
+
+class Envelope(msgspec.Struct):
+    """One line of a stream file: what Kinesis adds to the producer's bytes (glue_job/local.py reads it)."""
+
+    seq: str
+    arrival: str
+    data: str
 
 
 def _file_time(name: str) -> datetime | None:
@@ -41,14 +50,10 @@ class LocalStream:
         now = datetime.now(UTC)
         stem = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-n{len(entries)}"
         arrival = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        # Same bytes as json.dumps(envelope, ensure_ascii=False), without encoding a dict per record:
-        # encode_basestring is the function that encoder calls for each string.
-        head = '{"seq": ' + encode_basestring(stem)[:-1]
-        tail = '", "arrival": ' + encode_basestring(arrival) + ', "data": '
-        text = "".join([f"{head}:{i}{tail}{encode_basestring(e.data.decode())}}}\n" for i, e in enumerate(entries)])
+        lines = JSON.encode_lines([Envelope(f"{stem}:{i}", arrival, e.data.decode()) for i, e in enumerate(entries)])
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(self.folder / f"{stem}.jsonl", text)  # a failed write leaves no temporary
+            write_bytes_atomically(self.folder / f"{stem}.jsonl", lines)  # a failed write leaves no temporary
             # Its time is the last put: rewriting a file's content costs a flush per batch on ext4.
             (self.folder / LAST_PUT_MARKER).touch()
         except OSError as error:

@@ -5,18 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
-
-from core.batching import (
-    EncodedRecords,
-    Entry,
-    EntryError,
-    RecordTemplate,
-    batches,
-    encode,
-    escape_json_text,
-    put_with_retries,
-)
+from core.batching import Entry, EntryError, batches, encode, put_with_retries
 from core.domain import MAX_BYTES_PER_PUT, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_PUT
 
 MIB = 1024 * 1024
@@ -154,7 +143,7 @@ def test_record_over_1_mib_does_not_stop_the_others() -> None:
     assert [f.error_code for f in result.failed] == ["RecordTooLarge"]
 
 
-# --- records encoded ahead: a template per record layout, a batch of bytes ---------------------------
+# --- the bytes: what Python's json module writes, compact and UTF-8 -----------------------------------
 
 # Values whose JSON needs every kind of care: non-ASCII, quotes, backslashes, control characters,
 # JSON's own escapes, % and braces (format syntax), empty, and numbers that are text here.
@@ -171,59 +160,15 @@ def messy_records(count: int) -> list[dict[str, str]]:
             | {"record_id": f"r:{i}"} for i in range(count)]
 
 
-def escaped_values(record: dict[str, str]) -> list[str]:
-    return [escape_json_text(value) for value in record.values()]
+def test_encode_writes_the_bytes_of_the_json_module() -> None:
+    for record in [*messy_records(len(MESSY_VALUES)), {}, {"n": 1, "x": None, "ok": True, "f": 0.5}]:
+        assert encode(record).data == json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def test_escape_json_text_is_what_encode_writes_between_the_quotes() -> None:
-    for value in MESSY_VALUES:
-        assert encode({"k": value}).data.decode() == '{"k":"' + escape_json_text(value) + '"}'
-
-
-def test_template_renders_the_bytes_encode_gives() -> None:
-    records = messy_records(len(MESSY_VALUES))
-    template = RecordTemplate(list(records[0]))
-    for record in records:
-        assert template.render(escaped_values(record)).encode() == encode(record).data
-
-
-def test_template_of_no_fields_is_an_empty_object() -> None:
-    assert RecordTemplate([]).render(()) == "{}" == encode({}).data.decode()
-
-
-def test_encode_many_gives_each_record_the_bytes_encode_gives() -> None:
-    records = messy_records(60)
-    template = RecordTemplate(list(records[0]))
-    values = [value for record in records for value in escaped_values(record)]
-    assert template.encode_many(values, len(records)) == [encode(record).data for record in records]
-    assert template.encode_many([], 0) == []
-
-
-def test_encode_many_refuses_values_that_do_not_fill_the_records_or_are_not_escaped() -> None:
-    template = RecordTemplate(["a", "b"])
-    with pytest.raises(ValueError):
-        template.encode_many(["1", "2", "3"], 2)
-    with pytest.raises(ValueError, match="escaped"):
-        template.encode_many(["1", "two\nlines"], 1)
-
-
-def test_encoded_records_become_the_entries_encode_gives() -> None:
-    records = [*messy_records(30), {"record_id": "x" * 300, "a": "long key"}]
-    encoded = EncodedRecords([encode(r).data for r in records], [r["record_id"] for r in records])
-    assert [(e.data, e.partition_key, e.size) for e in encoded.entries()] == [
-        (e.data, e.partition_key, e.size) for e in map(encode, records)]
-    assert all(type(e) is Entry for e in encoded.entries())
-    assert list(encoded) == records  # read as mappings, decoded on demand
-    assert list(encoded[1:3]) == records[1:3]
-    with pytest.raises(ValueError):
-        EncodedRecords([b"{}"], [])
-
-
-def test_encoded_records_are_put_like_mappings_and_failures_report_the_records() -> None:
+def test_failures_report_the_records_as_they_were_put() -> None:
     sent = [*records(3), {"record_id": "big", "description": "x" * MAX_BYTES_PER_RECORD}]
     send = FakeStream({"r1": [EntryError("ValidationException", "bad record", retryable=False)]})
-    encoded = EncodedRecords([encode(r).data for r in sent], [r["record_id"] for r in sent])
-    result = put_with_retries(encoded, send, sleep=no_sleep)
+    result = put_with_retries(sent, send, sleep=no_sleep)
     assert send.calls == [["r0", "r1", "r2"]]
     assert result.sent == 2
     assert [(f.record, f.error_code) for f in result.failed] == [

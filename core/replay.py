@@ -9,8 +9,10 @@ close properly costs only the line it opened on, and the lines after it are read
 
 from __future__ import annotations
 
+import codecs
 import csv
 import heapq
+import itertools
 import math
 import re
 import threading
@@ -42,6 +44,8 @@ UNTERMINATED = ("unterminated quote: a quoted field opened on this line is not c
 _WIDTH = len(R.SOURCE_FIELDS)
 _FIELD_LIMIT = csv.field_size_limit()  # a line longer than a field may be is the csv module's to refuse
 _RUN = 64  # plain lines in a row worth a pyarrow reader; the csv module reads shorter runs
+_BLOCK = 1 << 22  # bytes scanned at a time
+_NO_LINES = np.zeros(0, np.int64)
 _SCHEMA = pa.schema([(name, pa.string()) for name in R.SOURCE_FIELDS])
 _READ = pacsv.ReadOptions(column_names=R.SOURCE_FIELDS)
 _PARSE = pacsv.ParseOptions(invalid_row_handler=lambda row: "skip")  # the lines tell the widths already
@@ -150,19 +154,28 @@ class _Lines:
     def __init__(self, data: pa.Buffer) -> None:
         self.data = data
         raw = np.frombuffer(data, np.uint8)
-        lf = raw == ord("\n")
-        ends = np.flatnonzero(lf | (raw == ord("\r")) & ~np.append(lf[1:], False)) + 1  # no end between \r and \n
+        utf8 = _is_utf8(data)
+        # A block at a time: the scan's arrays stay small however large the file.
+        ends = np.concatenate([_NO_LINES, *(_line_ends(raw, at) for at in range(0, raw.size, _BLOCK))])
         self.bounds = np.concatenate([[0], ends[ends < raw.size], [raw.size]])
         self.count = len(self.bounds) - 1
-        starts = self.bounds[:-1] if raw.size else self.bounds[:0]
-        self.blank = np.isin(raw[starts], (ord("\n"), ord("\r")))
-        self.fields = np.add.reduceat((raw == ord(",")).view(np.uint8), starts, dtype=np.int32) + 1
-        # The lines pyarrow would not read as the csv module does: with a quote, a NUL byte (pyarrow 25 misses a
-        # comma next to one: apache/arrow GH-50481), a byte that is not UTF-8 (its invalid-row handler fails on
-        # those), a BOM at the start (it drops it), or longer than a field may be.
-        odd = (raw == ord('"')) | (raw == 0) | ((raw >= 0x80) if not _is_utf8(data) else False)
-        self.slow = np.union1d(np.searchsorted(self.bounds, np.flatnonzero(odd), "right") - 1,
-                               np.flatnonzero((np.diff(self.bounds) > _FIELD_LIMIT) | (raw[starts] == 0xEF)))
+        cuts = [*np.unique(np.searchsorted(self.bounds, np.arange(0, raw.size, _BLOCK), "right") - 1), self.count]
+        blank, fields, slow = [np.zeros(0, bool)], [np.zeros(0, np.int32)], [_NO_LINES]
+        for first, end in itertools.pairwise(cuts):
+            part, starts = raw[self.bounds[first]:self.bounds[end]], self.bounds[first:end] - self.bounds[first]
+            blank.append(np.isin(part[starts], (ord("\n"), ord("\r"))))
+            fields.append(np.add.reduceat((part == ord(",")).view(np.uint8), starts, dtype=np.int32) + 1)
+            # Lines pyarrow does not read as the csv module does: with a quote, a NUL byte (pyarrow 25 misses a
+            # comma next to one: apache/arrow GH-50481), a byte that is not UTF-8 (its invalid-row handler
+            # fails on those), a BOM at the start (it drops it), or longer than a field may be.
+            odd = part == ord('"')
+            odd |= part == 0
+            if not utf8:
+                odd |= part >= 0x80
+            long = np.diff(self.bounds[first:end + 1]) > _FIELD_LIMIT
+            slow.append(first + np.union1d(np.searchsorted(starts, np.flatnonzero(odd), "right") - 1,
+                                           np.flatnonzero(long | (part[starts] == 0xEF))))
+        self.blank, self.fields, self.slow = np.concatenate(blank), np.concatenate(fields), np.concatenate(slow)
 
     def text(self, index: int) -> str:
         """Return a line with its line break, as the csv module reads it."""
@@ -170,9 +183,21 @@ class _Lines:
         return str(line, "utf-8-sig" if index == 0 else "utf-8", "surrogateescape")
 
 
+def _line_ends(raw: np.ndarray, at: int) -> np.ndarray:
+    """Return where lines end in the block of bytes from `at`: after each \\n, and each \\r no \\n follows."""
+    block = raw[at:at + _BLOCK + 1]  # a byte more: the \n after a \r at the end
+    breaks, lf = block == ord("\r"), block == ord("\n")
+    breaks[:-1] &= ~lf[1:]
+    breaks |= lf
+    return np.flatnonzero(breaks[:_BLOCK]) + at + 1
+
+
 def _is_utf8(data: pa.Buffer) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        str(memoryview(data), "utf-8")
+        for at in range(0, data.size, _BLOCK):
+            decoder.decode(memoryview(data)[at:at + _BLOCK])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     return True
@@ -410,8 +435,9 @@ def replay(
             stamp = iso_utc(datetime.now(UTC))
             for record in batch:
                 record["event_time"] = stamp
-        result = stream.put_records(batch)
+        records = batch.copy()  # the stream's to keep
         batch.clear()
+        result = stream.put_records(records)
         state.sent += result.sent
         state.failed += len(result.failed)
         failures.update(f.error_code for f in result.failed)

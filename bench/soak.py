@@ -61,7 +61,8 @@ RENDER_TARGET_S = 5.0
 RSS_TARGET_MIB = 300.0
 LIVE, WALL = "live", "wall"
 PATHS = {LIVE: "/live_aggregations", WALL: "/?kiosk=1"}
-LIVE_PANELS = ("signal_by_operator", "signal_per_minute", "gps_by_provider", "coverage_cells", "status_by_postal_code")
+LIVE_PANELS = ("signal_by_operator_compared", "signal_per_minute", "gps_by_provider", "coverage_cells",
+               "status_by_postal_code")
 SHOWN = "e => e.getClientRects().length > 0"
 FIRST_DATA = {
     LIVE: f"""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some({SHOWN})""",

@@ -148,12 +148,14 @@ def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False, *, period: s
         fig.add_bar(x=operators, y=rows["avg_signal"].to_numpy(dtype=float),
                     marker_color=[colors[name] for name in operators], customdata=customdata, hovertemplate=hover)
         if compared:
+            # No legend (plotly gives one to several traces): the note under the chart says what the markers are.
+            fig.update_layout(showlegend=False)
             ink = "#e0e0e0" if dark else "#424242"
             for prefix, symbol, size, words in ((PREVIOUS, "line-ew-open", 30, f"Previous {period}"),
                                                 (DAY_BEFORE, "diamond-open", 12, f"Same {period} a day earlier")):
                 fig.add_scatter(
                     x=operators, y=rows[f"{prefix}avg_signal"].to_numpy(dtype=float), mode="markers",
-                    name=prefix.rstrip("_"), showlegend=False,
+                    name=prefix.rstrip("_"),
                     customdata=[_samples(value) for value in rows[f"{prefix}samples"]],
                     marker={"symbol": symbol, "size": size, "color": ink, "line": {"width": 3, "color": ink}},
                     hovertemplate=f"%{{x}}<br>{words}: %{{y:.1f}}<br>Samples %{{customdata}}<extra></extra>",

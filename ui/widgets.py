@@ -136,7 +136,8 @@ def kpi_tiles(kpis: Panel, window: timedelta) -> int:
             against_day = change(value, day_before[column], percent=percent, digits=digits)
             # "no data for the previous 5 min", "+12 % vs previous 5 min"
             linked = "for the" if against_previous.direction is None else "vs"
-            with st.container(border=True):
+            # As wide as its text: a narrow window wraps the tiles rather than cutting their labels short.
+            with st.container(border=True, width="content"):
                 st.metric(label.format(minutes=minutes), shown, against_previous.text,
                           rise if against_previous.direction else "off",
                           # "0 %" and "no data" are text to Streamlit, which would give them a rising arrow.

@@ -401,3 +401,45 @@ def test_the_wall_rotates_through_its_views_and_each_is_readable(browser: Browse
                 assert not problems, f"the wall's {view} view:\n" + "\n".join(problems)
         finally:
             page.close()
+
+
+# The live page's view as its widgets show it: the selected range and each filter's chosen values.
+VIEW_JS = """() => ({
+  range: (document.querySelector('button[data-variant="segmented_control"][aria-checked="true"]')?.innerText || '')
+    .trim(),
+  filters: Object.fromEntries(Array.from(document.querySelectorAll('[data-testid="stMultiSelect"]')).map(m => [
+    m.querySelector('[data-testid="stWidgetLabel"]').innerText.trim(),
+    Array.from(m.querySelectorAll('[data-tag]')).map(t => t.getAttribute('aria-label'))])),
+})"""
+
+
+def live_view(page: Page, served: Console, when: str, range_label: str) -> dict[str, Any]:
+    """Wait until the live page has run with `range_label` selected; return its view."""
+    page.wait_for_function(f"() => ({VIEW_JS})().range === {json.dumps(range_label)}", timeout=RENDER_TIMEOUT_MS)
+    rendered(page, served, when, CHARTS["live_aggregations"])
+    return dict(page.evaluate(VIEW_JS))
+
+
+def test_a_shared_url_reproduces_the_view_and_back_and_forward_step_through_views(
+        served: Console, browser: Browser, tmp_path: Path) -> None:
+    shared = "range=6h&operator=Yoigo&provider=gps"
+    page, _ = open_page(browser, f"{served.url}/live_aggregations?{shared}", LAPTOP)
+    try:
+        opened = live_view(page, served, "the shared URL", "6 h")
+        assert opened == {"range": "6 h", "filters": {"Operators": ["Yoigo"], "Providers": ["gps"]}}
+        assert page.url == f"{served.url}/live_aggregations?{shared}"  # opening a link rewrites nothing
+        screenshots(page, tmp_path, "shared-view")
+
+        page.locator('button[data-variant="segmented_control"]', has_text="24 h").click()
+        page.wait_for_url(lambda url: "range=24h" in url, timeout=RENDER_TIMEOUT_MS)
+        assert page.url == f"{served.url}/live_aggregations?range=24h&operator=Yoigo&provider=gps"
+        assert live_view(page, served, "after choosing 24 h", "24 h")["filters"] == opened["filters"]
+
+        page.go_back()  # the URL the link opened, and the page shows its view again
+        assert live_view(page, served, "after Back", "6 h") == opened
+        assert page.url == f"{served.url}/live_aggregations?{shared}"
+        page.go_forward()
+        assert live_view(page, served, "after Forward", "24 h")["filters"] == opened["filters"]
+        assert "range=24h" in page.url
+    finally:
+        page.close()

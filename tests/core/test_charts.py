@@ -216,7 +216,7 @@ def test_a_compared_signal_bar_marks_each_period_and_hovers_both_changes() -> No
     assert list(previous.y[:1]) == [17.5] and all(math.isnan(y) for y in previous.y[1:])
     assert list(day_before.y) == [21.25, 9.0, 14.0]
     assert (previous.marker.symbol, day_before.marker.symbol) == ("line-ew-open", "diamond-open")
-    assert not previous.showlegend and not day_before.showlegend  # the caption under the chart says what they are
+    assert fig.layout.showlegend is False  # the caption under the chart says what the markers are
     assert "previous 1 h" in charts.comparison_caption("1 h")
 
 

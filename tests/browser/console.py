@@ -9,12 +9,8 @@ test reaches the internet (a base map's tiles included).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from bench.common import free_port, stop_group, wait_healthy
 from tests.conftest import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,46 +37,8 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def log_tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(encoding="utf-8", errors="replace")[-chars:] if log.exists() else ""
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with {server.returncode}:\n{log_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"streamlit did not answer /_stcore/health within {SERVER_START_TIMEOUT:.0f} s:\n"
-                         f"{log_tail(log)}")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    """Stop the console's process group (only what this test started)."""
-    if server.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -96,10 +55,10 @@ def console(home: Path, log: Path, **settings: str) -> Iterator[str]:
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_healthy(base_url, server, log)
+        wait_healthy(base_url, server, SERVER_START_TIMEOUT, lambda: log_tail(log))
         yield base_url
     finally:
-        stop(server)
+        stop_group(server, grace=10)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ replay, every pass of a loop included, so the clean-up of another session or con
 """
 
 # No `from __future__ import annotations`: this module defines a function of that name.
+import contextlib
 import fcntl
 import json
 import logging
@@ -88,14 +89,13 @@ class _InUse:
 
     def __init__(self, path: Path) -> None:
         handle: BinaryIO = open_input(path, "rb")
-        try:
+        with contextlib.ExitStack() as on_failure:  # closed unless the file is ours to keep open
+            on_failure.callback(handle.close)
             fcntl.flock(handle, fcntl.LOCK_SH)  # waits for a clean-up deleting it right now
             if os.fstat(handle.fileno()).st_nlink == 0:
                 raise InputError(f"{path}: no such file (an older upload, removed meanwhile)",
                                  next_step="upload it again")
-        except BaseException:
-            handle.close()
-            raise
+            on_failure.pop_all()
         self._handle: BinaryIO | None = handle
         self._key = path.resolve()
         with _IN_USE_LOCK:
@@ -147,29 +147,24 @@ class ReplayManager:
                     next_step="stop it first",
                 )
             in_use = _InUse(path)  # first: the clean-up of older uploads skips the file from now on
-            try:
+            with contextlib.ExitStack() as on_failure:  # releases the file unless the replay thread took it
+                on_failure.callback(in_use.close)
                 _check_csv(path)
-            except BaseException:
-                in_use.close()
-                raise
-            replay_id = new_replay_id()
-            record = ReplayRecord(
-                replay_id=replay_id, source_name=source_name, started_by=started_by,
-                started_at=datetime.now(UTC), ended_at=None, sent=0, rejected=0, failed=0, stopped=False,
-                time_mode=options.time_mode, rate=options.rate,
-            )
-            stop = threading.Event()
-            progress = ReplayProgress(replay_id=replay_id, path=str(path))
-            thread = threading.Thread(
-                target=self._run, args=(path, options, stop, record, in_use), name=f"replay-{replay_id}",
-                daemon=True,
-            )
-            try:
+                replay_id = new_replay_id()
+                record = ReplayRecord(
+                    replay_id=replay_id, source_name=source_name, started_by=started_by,
+                    started_at=datetime.now(UTC), ended_at=None, sent=0, rejected=0, failed=0, stopped=False,
+                    time_mode=options.time_mode, rate=options.rate,
+                )
+                stop = threading.Event()
+                progress = ReplayProgress(replay_id=replay_id, path=str(path))
+                thread = threading.Thread(
+                    target=self._run, args=(path, options, stop, record, in_use), name=f"replay-{replay_id}",
+                    daemon=True,
+                )
                 self._append(record)
                 thread.start()
-            except BaseException:
-                in_use.close()
-                raise
+                on_failure.pop_all()
             self._stop, self._progress, self._record, self._error = stop, progress, record, None
             self._thread = thread
             return _copy(progress)

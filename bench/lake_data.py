@@ -200,7 +200,7 @@ def _rows(table: str, window_seconds: int, moment: float, columns: dict[str, pa.
         "table": pa.array([table] * rows, pa.string()),
         "window_start": pa.array(np.full(rows, start * 1000, dtype=np.int64)),
         "window_end": pa.array(np.full(rows, (start + window_seconds) * 1000, dtype=np.int64)),
-        **{name: pa.array(values) for name, values in columns.items()},
+        **{name: values if isinstance(values, pa.Array) else pa.array(values) for name, values in columns.items()},
         "dt": pa.array([partition.strftime("%Y-%m-%d")] * rows, pa.string()),
         "hr": pa.array([partition.strftime("%H")] * rows, pa.string()),
     })
@@ -221,17 +221,22 @@ def batch_aggregates(load: Load, words: Vocabulary, rng: np.random.Generator, ba
     signal_value = np.where(has_signal, signal, 0.0)
     parts: list[pa.Table] = []
 
-    # signal_strength_by_operator: one row per operator (the network follows from the operator).
+    # signal_strength_by_operator: one row per operator with records (the network follows from the
+    # operator); an operator whose records have no signal has null signal figures, as Spark's sum gives.
+    records = np.bincount(operator, minlength=load.operators).astype(np.int64)
     counts = np.bincount(operator, weights=has_signal, minlength=load.operators).astype(np.int64)
     sums = np.bincount(operator, weights=signal_value, minlength=load.operators)
     lows = np.full(load.operators, np.inf)
     highs = np.full(load.operators, -np.inf)
     np.minimum.at(lows, operator[has_signal], signal[has_signal])
     np.maximum.at(highs, operator[has_signal], signal[has_signal])
-    keep = _present(counts)
+    keep = _present(records)
+    no_signal = counts[keep] == 0
     parts.append(_rows(SIGNAL_STRENGTH_BY_OPERATOR.name, WINDOW_SECONDS, moment, {
         "operator": OPERATOR_NAMES.take(keep), "network": NETWORK_NAMES.take(keep),
-        "signal_sum": sums[keep], "signal_count": counts[keep], "signal_min": lows[keep], "signal_max": highs[keep],
+        "signal_sum": pa.array(sums[keep], mask=no_signal), "signal_count": counts[keep],
+        "signal_min": pa.array(lows[keep], mask=no_signal), "signal_max": pa.array(highs[keep], mask=no_signal),
+        "record_count": records[keep],
     }))
 
     # gps_precision_by_provider: network fixes report no satellites (null, so not counted).

@@ -71,6 +71,8 @@ def kpi_periods(row: Mapping[str, Any] | None) -> dict[str, dict[str, float | No
 
     A period with no rows in any table has every number None. Otherwise a count without rows of its own
     is 0 (no records aggregated, everything quarantined), and an average without readings stays None.
+    Records stay None beside an average: signal rows without a record count were committed before
+    signal_strength_by_operator had the column, so their count is unknown, not 0.
     """
     periods: dict[str, dict[str, float | None]] = {}
     for prefix in (NOW, PREVIOUS, DAY_BEFORE):
@@ -78,7 +80,8 @@ def kpi_periods(row: Mapping[str, Any] | None) -> dict[str, dict[str, float | No
         for column in KPI_COLUMNS:
             values[column] = number(row.get(prefix + column)) if row is not None else None
         if values["records"] is not None or values["avg_signal"] is not None or values["quarantined"]:
-            values = {column: 0.0 if value is None and column != "avg_signal" else value
+            unknown = {"avg_signal", "records"} if values["avg_signal"] is not None else {"avg_signal"}
+            values = {column: 0.0 if value is None and column not in unknown else value
                       for column, value in values.items()}
         else:
             values = dict.fromkeys(KPI_COLUMNS)

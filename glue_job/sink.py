@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, WriterProperties, write_deltalake
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -66,7 +66,7 @@ class LakeTables:
 
     def create_all(self) -> None:
         """Create every table that does not exist yet, so readers and crawlers find all of them, and give
-        existing ones this run's retentions."""
+        existing ones this run's retentions and the columns added since they were created."""
         for spec in TABLES:
             table = self.table(spec)
             configured = table.metadata().configuration
@@ -74,6 +74,11 @@ class LakeTables:
                        if configured.get(key) != self.properties[key]}
             if changed:  # tables created by an earlier release, or with another SIGNAL_RETENTION_SECONDS
                 table.alter.set_table_properties(changed)
+            added = missing_columns(table, spec)
+            if added:
+                # Rows committed before read the new columns as NULL (Delta schema evolution; the readers
+                # match columns by name).
+                table.alter.add_columns(added)
 
     def committed_batch(self, spec: TableSpec, app_id: str) -> int | None:
         """Return the newest batch id this app committed to the table, or None."""
@@ -96,6 +101,12 @@ class LakeTables:
                                                custom_metadata={"batch_id": str(batch_id)}),
         )
         return True
+
+
+def missing_columns(table: DeltaTable, spec: TableSpec) -> list[Field]:
+    """Return the spec's columns the table does not have yet, as nullable Delta fields."""
+    present = set(table.schema().to_arrow().names)
+    return [Field.from_arrow(field.with_nullable(True)) for field in spec.delta_schema if field.name not in present]
 
 
 @dataclass(frozen=True)

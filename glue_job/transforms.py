@@ -247,7 +247,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     COVERAGE_GRID.name: ("lat_cell", "lon_cell", "operator"),
 }
 TABLE_METRICS: dict[str, tuple[str, ...]] = {
-    SIGNAL_STRENGTH_BY_OPERATOR.name: ("signal_sum", "signal_count", "signal_min", "signal_max"),
+    SIGNAL_STRENGTH_BY_OPERATOR.name: ("signal_sum", "signal_count", "signal_min", "signal_max", "record_count"),
     GPS_PRECISION_BY_PROVIDER.name: ("precision_sum", "precision_count", "satellites_sum", "satellites_count"),
     STATUS_COUNT.name: ("record_count",),
     COVERAGE_GRID.name: ("signal_sum", "signal_count", "record_count"),

@@ -43,7 +43,7 @@ def signal_rows(start: datetime, operator: str, signal_sum: float, signal_count:
     return [{
         "window_start": start, "window_end": start + timedelta(minutes=1), "operator": operator,
         "network": operator, "signal_sum": signal_sum, "signal_count": signal_count,
-        "signal_min": 1.0, "signal_max": 30.0,
+        "signal_min": 1.0, "signal_max": 30.0, "record_count": signal_count,
     }]
 
 

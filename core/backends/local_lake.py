@@ -114,11 +114,12 @@ class LocalLake:
                 files = table.file_uris(file_pruning_predicate=[("dt", ">=", dt_from), ("dt", "<=", dt_to)])
             if not files:
                 continue
-            # Every file of a table has its schema, so no union_by_name: it would read every file's footer.
+            # Columns are matched by name: files committed before a column was added (Delta schema evolution,
+            # glue_job.sink.LakeTables.create_all) do not have it, and read it as NULL.
             paths = ", ".join(_sql_string(f) for f in files)
             cursor.execute(
                 f"CREATE TEMP VIEW {name} AS SELECT {_columns(spec)} FROM read_parquet([{paths}], "
-                "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
+                "union_by_name = true, hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
             )
 
     @staticmethod

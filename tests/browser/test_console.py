@@ -138,7 +138,8 @@ def seed_console(home: Path, now: datetime) -> None:
         start = minute - timedelta(minutes=ago)
         write_rows(lake, SIGNAL_STRENGTH_BY_OPERATOR, batch, [{
             "window_start": start, "window_end": start + timedelta(minutes=1), "operator": "unknown",
-            "network": "unknown", "signal_sum": 12.0, "signal_count": 3, "signal_min": 2.0, "signal_max": 6.0}])
+            "network": "unknown", "signal_sum": 12.0, "signal_count": 3, "signal_min": 2.0, "signal_max": 6.0,
+            "record_count": 4}])
     hour = minute.replace(minute=0)
     write_rows(lake, COVERAGE_GRID, 13, [{
         "window_start": hour, "window_end": hour + timedelta(seconds=COVERAGE_GRID.window_seconds), "lat_cell": lat,

@@ -75,7 +75,7 @@ def aggregate_rows(spec: TableSpec, start: datetime, operators: tuple[str, ...],
     if spec is SIGNAL_STRENGTH_BY_OPERATOR:
         return [{**window, "operator": op, "network": op, "signal_count": 10 * scale * (i + 1),
                  "signal_sum": (12.0 + 3 * i + scale) * 10 * scale * (i + 1), "signal_min": 2.0 + i,
-                 "signal_max": 28.0 + i} for i, op in enumerate(operators)]
+                 "signal_max": 28.0 + i, "record_count": 11 * scale * (i + 1)} for i, op in enumerate(operators)]
     if spec is GPS_PRECISION_BY_PROVIDER:
         return [{**window, "provider": p, "precision_count": 8 * scale * (i + 1),
                  "precision_sum": (5.0 + 4 * i) * 8 * scale * (i + 1), "satellites_count": 8 * scale * (i + 1),

@@ -34,15 +34,26 @@ def test_a_period_without_rows_is_no_data_never_zero(missing: object) -> None:
 
 def test_kpi_periods_reads_each_period_of_a_kpis_compared_row() -> None:
     # As in tests/core/test_queries.py: the range, the hour before (signal only) and a day earlier.
-    row = {"records": 11, "previous_records": 100, "day_before_records": None,
+    row = {"records": 11, "previous_records": 100, "day_before_records": 1,
            "avg_signal": -16 / 13, "previous_avg_signal": 1000.0, "day_before_avg_signal": 1000.0,
            "operators": 2, "previous_operators": 1, "day_before_operators": 1,
            "quarantined": 3, "previous_quarantined": 0, "day_before_quarantined": 1}
     periods = kpi_periods(row)
     assert periods[""] == {"records": 11, "avg_signal": -16 / 13, "operators": 2, "quarantined": 3}
     assert periods[PREVIOUS] == {"records": 100, "avg_signal": 1000.0, "operators": 1, "quarantined": 0}
-    # Rows in a day earlier but none of status_count: no records aggregated then, which is 0, not no data.
-    assert periods[DAY_BEFORE] == {"records": 0, "avg_signal": 1000.0, "operators": 1, "quarantined": 1}
+    assert periods[DAY_BEFORE] == {"records": 1, "avg_signal": 1000.0, "operators": 1, "quarantined": 1}
+
+
+def test_only_quarantine_is_no_records_and_rows_older_than_the_record_count_are_unknown() -> None:
+    row = {"records": None, "previous_records": None, "day_before_records": None,
+           "avg_signal": None, "previous_avg_signal": 12.0, "day_before_avg_signal": None,
+           "operators": 0, "previous_operators": 1, "day_before_operators": 0,
+           "quarantined": 4, "previous_quarantined": 0, "day_before_quarantined": 0}
+    periods = kpi_periods(row)
+    # Everything quarantined: no records aggregated, which is 0, not no data.
+    assert periods[""] == {"records": 0, "avg_signal": None, "operators": 0, "quarantined": 4}
+    # Signal rows committed before signal_strength_by_operator had record_count: a count not known.
+    assert periods[PREVIOUS] == {"records": None, "avg_signal": 12.0, "operators": 1, "quarantined": 0}
 
 
 def test_a_period_without_rows_in_any_table_has_no_numbers() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deltalake import DeltaTable
+import pyarrow as pa
+from deltalake import DeltaTable, Field, write_deltalake
 
 from core.backends.local import build_local_backend
 from core.config import Settings
@@ -32,3 +33,26 @@ def test_a_reader_idle_past_the_log_retention_reads_the_newest_snapshot(clean_en
     assert not (log / f"{1:020d}.json").exists()
 
     assert backend.lake.query("signal_by_operator", params).frame["samples"].tolist() == [205]
+
+
+def test_files_from_before_a_column_was_added_read_it_as_null(clean_environ: Path) -> None:
+    lake = clean_environ / "lake"
+    spec = SIGNAL_STRENGTH_BY_OPERATOR
+    # A file written before signal_strength_by_operator had record_count, then the column added (as the job's
+    # LakeTables.create_all does) and a file with it.
+    old = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "record_count"} | {"batch_id": 0}
+                                for r in signal_rows(T0, "Yoigo", 10.0, 2)])
+    write_deltalake(str(lake / spec.prefix), old.append_column("dt", pa.array(["2026-03-01"]))
+                    .append_column("hr", pa.array(["10"])).cast(pa.schema([f for f in spec.delta_schema
+                                                                             if f.name != "record_count"])),
+                    partition_by=["dt", "hr"])
+    DeltaTable(str(lake / spec.prefix)).alter.add_columns([Field("record_count", "long", nullable=True)])
+    write_rows(lake, spec, 1, signal_rows(T0, "Movistar", 30.0, 3))
+    backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    params = {"since": "2026-03-01T00:00", "until": "2026-03-02T00:00"}
+
+    kpis = backend.lake.query("kpis", params).frame.iloc[0]
+    assert (kpis["records"], kpis["avg_signal"], kpis["operators"]) == (3, 8.0, 2)  # Yoigo's 2 records unknown
+    samples = backend.lake.query("signal_by_operator", params).frame.set_index("operator")["samples"].to_dict()
+    assert samples == {"Movistar": 3, "Yoigo": 2}

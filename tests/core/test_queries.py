@@ -159,18 +159,19 @@ def lake() -> Iterator[duckdb.DuckDBPyConnection]:
     """In-memory tables shaped like the lake: two batches of partial sums for the same windows."""
     con = duckdb.connect()
     _create(
-        con, "signal_strength_by_operator", "ws, operator, s, c, mn, mx, b", """
-            ('2026-03-01 10:00:00', 'Movistar', 30, 3, 5, 15, 1),
-            ('2026-03-01 10:00:00', 'Movistar', 20, 1, 20, 20, 2),
-            ('2026-03-01 10:01:00', 'Movistar', 4, 2, 1, 3, 1),
-            ('2026-03-01 10:00:00', 'Yoigo', -70, 7, -20, 0, 1),
-            ('2026-03-01 09:59:00', 'Movistar', 1000, 1, 1000, 1000, 1),
-            ('2026-03-01 11:00:00', 'Movistar', 1000, 1, 1000, 1000, 3),
-            ('2026-02-28 10:00:00', 'Yoigo', 1000, 1, 1000, 1000, 0)
+        con, "signal_strength_by_operator", "ws, operator, s, c, mn, mx, n, b", """
+            ('2026-03-01 10:00:00', 'Movistar', 30, 3, 5, 15, 4, 1),
+            ('2026-03-01 10:00:00', 'Movistar', 20, 1, 20, 20, 1, 2),
+            ('2026-03-01 10:01:00', 'Movistar', 4, 2, 1, 3, 3, 1),
+            ('2026-03-01 10:00:00', 'Yoigo', -70, 7, -20, 0, 3, 1),
+            ('2026-03-01 09:59:00', 'Movistar', 1000, 1, 1000, 1000, 100, 1),
+            ('2026-03-01 11:00:00', 'Movistar', 1000, 1, 1000, 1000, 1000, 3),
+            ('2026-02-28 10:00:00', 'Yoigo', 1000, 1, 1000, 1000, 1, 0)
         """, "ws", """
             CAST(ws AS TIMESTAMP) AS window_start, CAST(ws AS TIMESTAMP) + INTERVAL 1 MINUTE AS window_end,
             operator, operator AS network, CAST(s AS DOUBLE) AS signal_sum, CAST(c AS BIGINT) AS signal_count,
-            CAST(mn AS DOUBLE) AS signal_min, CAST(mx AS DOUBLE) AS signal_max, CAST(b AS BIGINT) AS batch_id
+            CAST(mn AS DOUBLE) AS signal_min, CAST(mx AS DOUBLE) AS signal_max, CAST(n AS BIGINT) AS record_count,
+            CAST(b AS BIGINT) AS batch_id
         """,
     )
     _create(
@@ -260,7 +261,8 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         (40.41, -3.71, "Movistar", 40.0, 4, 5),
         (41.38, 2.17, "Yoigo", 5.0, 1, 1),
     ],
-    # 5 + 2 + 4 records; (30 + 20 + 4 - 70) / (3 + 1 + 2 + 7) signal; Movistar and Yoigo; s1, s2, s3.
+    # 4 + 1 + 3 + 3 records (every usable record is counted under its operator: status_count's 5 + 2 + 4);
+    # (30 + 20 + 4 - 70) / (3 + 1 + 2 + 7) signal; Movistar and Yoigo; s1, s2, s3.
     "kpis": [(11, -16 / 13, 2, 3)],
     # Each number for 10:00-11:00, the hour before (09:00-10:00) and the same hour a day earlier; a period
     # without rows is None (no data), never 0.
@@ -268,7 +270,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ("Yoigo", -10.0, None, 1000.0, 7, None, 1),
         ("Movistar", 9.0, 1000.0, None, 6, 1, None),
     ],
-    "kpis_compared": [(11, 100, None, -16 / 13, 1000.0, 1000.0, 2, 1, 1, 3, 0, 1)],
+    "kpis_compared": [(11, 100, 1, -16 / 13, 1000.0, 1000.0, 2, 1, 1, 3, 0, 1)],
 }
 
 
@@ -333,7 +335,8 @@ def test_a_comparison_equals_its_query_run_on_each_period(lake: duckdb.DuckDBPyC
 def test_unknown_is_not_counted_among_the_operators_seen(lake: duckdb.DuckDBPyConnection, name: str,
                                                          column: int) -> None:
     lake.execute("INSERT INTO signal_strength_by_operator SELECT window_start, window_end, 'unknown', 'unknown', "
-                 "signal_sum, signal_count, signal_min, signal_max, batch_id, dt, hr FROM signal_strength_by_operator")
+                 "signal_sum, signal_count, signal_min, signal_max, record_count, batch_id, dt, hr "
+                 "FROM signal_strength_by_operator")
     query, params = Q.bind(name, WINDOW)
     assert lake.execute(query.sql, list(params)).fetchall()[0][column] == 2  # Movistar and Yoigo
 
@@ -368,7 +371,7 @@ def straddling() -> Iterator[duckdb.DuckDBPyConnection]:
     aggregates = {
         "signal_strength_by_operator": "CASE WHEN i % 2 = 0 THEN 'Movistar' ELSE 'Yoigo' END AS operator, "
         "'net' AS network, CAST(i * 3 AS DOUBLE) AS signal_sum, CAST(i + 1 AS BIGINT) AS signal_count, "
-        "CAST(i AS DOUBLE) AS signal_min, CAST(i * 2 AS DOUBLE) AS signal_max",
+        "CAST(i AS DOUBLE) AS signal_min, CAST(i * 2 AS DOUBLE) AS signal_max, CAST(i + 2 AS BIGINT) AS record_count",
         "gps_precision_by_provider": "'gps' AS provider, CAST(i AS DOUBLE) AS precision_sum, "
         "CAST(i + 1 AS BIGINT) AS precision_count, CAST(i AS DOUBLE) AS satellites_sum, "
         "CAST(1 AS BIGINT) AS satellites_count",

@@ -55,7 +55,8 @@ def batch_rows(spec: TableSpec, hour: datetime, batch_id: int, rng: random.Rando
         columns |= {"operator": operators, "network": operators, "signal_count": counts,
                     "signal_sum": [float(c * rng.randint(0, 31)) for c in counts],
                     "signal_min": [float(rng.randint(0, 10)) for _ in range(ROWS)],
-                    "signal_max": [float(rng.randint(20, 31)) for _ in range(ROWS)]}
+                    "signal_max": [float(rng.randint(20, 31)) for _ in range(ROWS)],
+                    "record_count": [c + rng.randint(0, 3) for c in counts]}
     else:
         codes = [rng.choice(CODES) for _ in range(ROWS)]
         columns |= {"postal_code": [c[0] for c in codes], "status": [c[1] for c in codes],
@@ -69,7 +70,8 @@ def totals(frame: pd.DataFrame, spec: TableSpec) -> dict[tuple[str, ...], tuple[
     """Return the table's exact totals per key, as every query re-aggregates partial rows."""
     if spec is SIGNAL_STRENGTH_BY_OPERATOR:
         grouped = frame.groupby("operator").agg(signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"),
-                                                signal_min=("signal_min", "min"), signal_max=("signal_max", "max"))
+                                                signal_min=("signal_min", "min"), signal_max=("signal_max", "max"),
+                                                records=("record_count", "sum"))
     else:
         grouped = frame.groupby(["postal_code", "status", "description"]).agg(records=("record_count", "sum"))
     return {(k if isinstance(k, tuple) else (k,)): tuple(float(v) for v in row)

@@ -38,7 +38,8 @@ def _signal_batches(root: Path, hour: datetime, batches: int, seed: int = 1) -> 
             start = hour + timedelta(minutes=rng.randrange(60))
             rows += signal_rows(start, rng.choice(["Movistar", "Yoigo", "Orange"]), float(rng.randint(-90, 30)),
                                 rng.randint(1, 5))
-            rows[-1].update(signal_min=float(rng.randint(-90, 0)), signal_max=float(rng.randint(0, 30)))
+            rows[-1].update(signal_min=float(rng.randint(-90, 0)), signal_max=float(rng.randint(0, 30)),
+                            record_count=rows[-1]["signal_count"] + rng.randint(0, 3))
         write_rows(root, SIGNAL_STRENGTH_BY_OPERATOR, batch, rows)
         written += rows
     return pd.DataFrame(written)
@@ -48,7 +49,8 @@ def _by_key(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["window_start", "operator", "network"]
     frame = frame.assign(window_start=pd.to_datetime(frame["window_start"], utc=True))
     return frame.groupby(keys).agg(signal_sum=("signal_sum", "sum"), signal_count=("signal_count", "sum"),
-                                   signal_min=("signal_min", "min"), signal_max=("signal_max", "max")).sort_index()
+                                   signal_min=("signal_min", "min"), signal_max=("signal_max", "max"),
+                                   record_count=("record_count", "sum")).sort_index()
 
 
 def _signal(root: Path) -> DeltaTable:
@@ -65,7 +67,7 @@ def test_merge_rows_sums_equal_keys_exactly_like_pandas(tmp_path: Path) -> None:
     assert merged.num_rows < rows.num_rows
     assert max(merged["batch_id"].to_pylist()) == 29
     got = merged.to_pandas().set_index(["window_start", "operator", "network"]).sort_index()
-    pd.testing.assert_frame_equal(got[["signal_sum", "signal_count", "signal_min", "signal_max"]], _by_key(written))
+    pd.testing.assert_frame_equal(got[list(_by_key(written).columns)], _by_key(written))
 
 
 def test_partitions_due_are_closed_ones_with_several_files_and_full_open_ones() -> None:
@@ -101,7 +103,7 @@ def test_compaction_leaves_one_file_per_closed_hour_and_the_same_numbers(tmp_pat
     assert after.version() == before_version + 1  # one commit replaced the partition
     assert partition_files(after) == {"dt=2026-03-01/hr=10": 1}
     got = after.to_pandas().set_index(["window_start", "operator", "network"]).sort_index()
-    pd.testing.assert_frame_equal(got[["signal_sum", "signal_count", "signal_min", "signal_max"]], _by_key(written))
+    pd.testing.assert_frame_equal(got[list(_by_key(written).columns)], _by_key(written))
     quarantine = DeltaTable(str(tmp_path / QUARANTINE.prefix))
     assert len(quarantine.file_uris()) == 1 and sorted(quarantine.to_pandas()["stream_seq"]) == ["a", "b"]
     # A reader that took its snapshot before the compaction still reads every file it listed.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 
 from core import records as R
@@ -109,13 +109,13 @@ def test_written_values(first_write: tuple[Path, BatchOutput]) -> None:
                                                                ("operator", "ascending")]).to_pylist()
     # Timestamps are UTC instants, whatever the driver's time zone.
     assert [(r["window_start"], r["window_end"], r["operator"], r["network"], r["signal_sum"], r["signal_count"],
-             r["signal_min"], r["signal_max"], r["dt"], r["hr"]) for r in signal] == [
+             r["signal_min"], r["signal_max"], r["record_count"], r["dt"], r["hr"]) for r in signal] == [
         (datetime(2024, 5, 1, 9, 59, tzinfo=UTC), datetime(2024, 5, 1, 10, 0, tzinfo=UTC), "Movistar", "Movistar",
-         -170.0, 2, -90.0, -80.0, "2024-05-01", "09"),
+         -170.0, 2, -90.0, -80.0, 2, "2024-05-01", "09"),
         (datetime(2024, 5, 1, 10, 0, tzinfo=UTC), datetime(2024, 5, 1, 10, 1, tzinfo=UTC), "Movistar", "Movistar",
-         -60.0, 1, -60.0, -60.0, "2024-05-01", "10"),
+         -60.0, 1, -60.0, -60.0, 1, "2024-05-01", "10"),
         (datetime(2024, 5, 1, 10, 0, tzinfo=UTC), datetime(2024, 5, 1, 10, 1, tzinfo=UTC), "Orange", "Orange",
-         -70.0, 1, -70.0, -70.0, "2024-05-01", "10"),
+         -70.0, 1, -70.0, -70.0, 1, "2024-05-01", "10"),
     ]
     assert {r["batch_id"] for r in signal} == {3}
     quarantine = table(root, QUARANTINE).to_pylist()
@@ -139,6 +139,7 @@ def test_a_retried_batch_is_skipped_and_totals_stay_exact(records: DataFrame, tm
     assert (retried.commits, retried.skipped_commits) == (0, 5)
     assert versions(tmp_path) == before
     assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "signal_count") == USABLE_ROWS
+    assert total(tmp_path, SIGNAL_STRENGTH_BY_OPERATOR, "record_count") == USABLE_ROWS
     assert total(tmp_path, GPS_PRECISION_BY_PROVIDER, "precision_count") == USABLE_ROWS
     assert total(tmp_path, STATUS_COUNT, "record_count") == USABLE_ROWS
     assert total(tmp_path, COVERAGE_GRID, "record_count") == USABLE_ROWS
@@ -212,3 +213,24 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path: Path
 
     assert sorted(p.name for p in (tmp_path / "status").iterdir()) == ["doc.json"]
     assert lake.read_json("status/doc.json") == {"version": 1}
+
+
+def test_a_table_from_before_a_column_was_added_gains_it_and_its_old_rows_read_null(
+        records: DataFrame, tmp_path: Path) -> None:
+    # signal_strength_by_operator as an earlier release created it: no record_count.
+    spec = SIGNAL_STRENGTH_BY_OPERATOR
+    old_schema = pa.schema([f for f in spec.delta_schema if f.name != "record_count"])
+    old_rows = pa.Table.from_pylist([{
+        "window_start": datetime(2024, 5, 1, 8, 0, tzinfo=UTC), "window_end": datetime(2024, 5, 1, 8, 1, tzinfo=UTC),
+        "operator": "Yoigo", "network": "Yoigo", "signal_sum": 12.0, "signal_count": 2, "signal_min": 5.0,
+        "signal_max": 7.0, "batch_id": 1, "dt": "2024-05-01", "hr": "08"}], schema=old_schema)
+    write_deltalake(str(tmp_path / spec.prefix), old_rows, partition_by=["dt", "hr"])
+
+    tables = LakeTables(str(tmp_path))
+    tables.create_all()
+    assert "record_count" in delta(tmp_path, spec).schema().to_arrow().names
+    write(records, 5, tmp_path)
+
+    rows = table(tmp_path, spec).to_pylist()
+    assert sorted((r["operator"], r["record_count"]) for r in rows if r["hr"] == "08") == [("Yoigo", None)]
+    assert total(tmp_path, spec, "record_count") == USABLE_ROWS  # the new batch's rows only

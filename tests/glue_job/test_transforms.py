@@ -145,13 +145,14 @@ def test_signal_strength_by_operator(spark: SparkSession) -> None:
     partition = (BATCH_ID, "2024-05-01", "10")
     expected = spark.createDataFrame(
         [
-            (*w0, "Movistar", "Movistar", -170.0, 2, -90.0, -80.0, *partition),
-            (*w0, "Orange", "Yoigo", -70.0, 1, -70.0, -70.0, *partition),
-            (*w0, "Yoigo", "Yoigo", None, 0, None, None, *partition),
-            (*w1, "Movistar", "Movistar", -60.0, 1, -60.0, -60.0, *partition),
+            # The records are every usable record, with a signal or not: Movistar's 'n/a' and Yoigo's none.
+            (*w0, "Movistar", "Movistar", -170.0, 2, -90.0, -80.0, 3, *partition),
+            (*w0, "Orange", "Yoigo", -70.0, 1, -70.0, -70.0, 1, *partition),
+            (*w0, "Yoigo", "Yoigo", None, 0, None, None, 1, *partition),
+            (*w1, "Movistar", "Movistar", -60.0, 1, -60.0, -60.0, 1, *partition),
         ],
         f"{WINDOW_SCHEMA}, operator string, network string, signal_sum double, signal_count bigint, "
-        f"signal_min double, signal_max double, {PARTITION_SCHEMA}",
+        f"signal_min double, signal_max double, record_count bigint, {PARTITION_SCHEMA}",
     )
     assert_equal(actual, expected)
 

@@ -21,9 +21,9 @@ def seed_window(lake: Path, start: datetime, batch_id: int, scale: int) -> None:
     base = {"window_start": start, "window_end": end}
     write_rows(lake, SIGNAL, batch_id, [
         {**base, "operator": "Movistar", "network": "Movistar", "signal_sum": 20.0 * scale,
-         "signal_count": scale, "signal_min": 10.0, "signal_max": 30.0},
+         "signal_count": scale, "signal_min": 10.0, "signal_max": 30.0, "record_count": scale},
         {**base, "operator": "Yoigo", "network": "Yoigo", "signal_sum": 10.0 * scale,
-         "signal_count": scale, "signal_min": 5.0, "signal_max": 15.0},
+         "signal_count": scale, "signal_min": 5.0, "signal_max": 15.0, "record_count": scale},
     ])
     write_rows(lake, GPS_PRECISION_BY_PROVIDER, batch_id, [
         {**base, "provider": "gps", "precision_sum": 12.0 * scale, "precision_count": scale,

@@ -31,12 +31,12 @@ def seed_earlier_periods(home: Path, now: datetime) -> None:
     lake = home / "lake"
     before = minute(now - timedelta(minutes=7))
     seed_window(lake, before, 4, 3)  # 6 records; Movistar 60 / 3, Yoigo 30 / 3; 1 quarantined
-    write_rows(lake, SIGNAL, 5, signal_rows(before, "Movistar", 0.0, 3))  # Movistar: 60 / 6 then
+    write_rows(lake, SIGNAL, 5, signal_rows(before, "Movistar", 0.0, 3))  # Movistar: 60 / 6 then; 3 records more
     write_rows(lake, QUARANTINE, 6, [{"arrival_time": before, "stream_seq": "s6", "reason": "empty payload",
                                       "raw_payload": ""}])
     yesterday = minute(now - DAY - timedelta(minutes=2))
     seed_window(lake, yesterday, 7, 4)  # 8 records; Movistar 80 / 4, Yoigo 40 / 4; 1 quarantined
-    write_rows(lake, SIGNAL, 8, signal_rows(yesterday, "Orange", 50.0, 5))
+    write_rows(lake, SIGNAL, 8, signal_rows(yesterday, "Orange", 50.0, 5))  # 5 records more
 
 
 def tiles(at: AppTest) -> dict[str, tuple[str, str, str]]:
@@ -59,7 +59,7 @@ def test_the_tiles_show_their_change_against_the_window_before_and_a_day_earlier
     now = seed(clean_environ)
     seed_earlier_periods(clean_environ, now)
     # The reference, from the rows written: (value now, the 5 minutes before, the same 5 minutes yesterday).
-    records = (1 + 1, 3 + 3, 4 + 4)
+    records = (1 + 1, 3 + 3 + 3, 4 + 4 + 5)  # each signal row's record_count
     signal = ((20 + 10) / 2, (60 + 30 + 0) / (3 + 3 + 3), (80 + 40 + 50) / (4 + 4 + 5))
     operators = (2, 2, 3)
     quarantined = (1, 2, 1)
@@ -80,7 +80,7 @@ def test_the_tiles_show_their_change_against_the_window_before_and_a_day_earlier
         "Operators seen": ("2", difference(operators[0], operators[1]), previous),
         "Quarantined": ("1", difference(quarantined[0], quarantined[1]), previous),
     }
-    assert tiles(at)["Records, last 5 min"][1] == "-67 %"  # the reference itself, spelled out once
+    assert tiles(at)["Records, last 5 min"][1] == "-78 %"  # the reference itself, spelled out once: 2 vs 9
     assert day_captions(at) == [
         f":red[▼ {percent(records[0], records[2])}] vs same 5 min yesterday",
         f":green[▲ {difference(signal[0], signal[2], 1)}] vs same 5 min yesterday",

@@ -136,9 +136,11 @@ def signal_by_operator_bar(frame: pd.DataFrame, dark: bool = False, *, period: s
         if compared:
             customdata: Any = [[_samples(row["samples"]),
                                 change(row["avg_signal"], row[f"{PREVIOUS}avg_signal"], digits=1).text,
-                                change(row["avg_signal"], row[f"{DAY_BEFORE}avg_signal"], digits=1).text]
+                                change(row["avg_signal"], row[f"{DAY_BEFORE}avg_signal"], digits=1).text,
+                                _reading(row.get("min_signal")), _reading(row.get("max_signal"))]
                                for _, row in rows.iterrows()]
             hover = ("%{x}<br>Average signal %{y:.1f}<br>Samples %{customdata[0]}"
+                     "<br>Min %{customdata[3]} / max %{customdata[4]}"
                      f"<br>vs previous {period}: %{{customdata[1]}}"
                      f"<br>vs same {period} a day earlier: %{{customdata[2]}}<extra></extra>")
         else:
@@ -178,6 +180,10 @@ def comparison_caption(period: str) -> str:
 
 def _samples(value: Any) -> str:
     return "none" if missing(value) else f"{int(value):,}"
+
+
+def _reading(value: Any) -> str:
+    return "none" if missing(value) else f"{float(value):.0f}"
 
 
 def unranked_note(frame: pd.DataFrame) -> str | None:

@@ -200,6 +200,7 @@ def by_operator_compared() -> pd.DataFrame:
         "avg_signal": [20.0, 10.0, None], "previous_avg_signal": [17.5, None, None],
         "day_before_avg_signal": [21.25, 9.0, 14.0],
         "samples": [100, 3, None], "previous_samples": [40, None, None], "day_before_samples": [80, 2, 5],
+        "min_signal": [4.0, 7.0, None], "max_signal": [31.0, 12.0, None],
     })
 
 
@@ -208,8 +209,10 @@ def test_a_compared_signal_bar_marks_each_period_and_hovers_both_changes() -> No
 
     bars, previous, day_before = fig.data
     assert list(bars.x) == list(previous.x) == list(day_before.x) == ["Movistar", "Yoigo", "Vodafone"]
-    assert [list(row) for row in bars.customdata] == [["100", "+2.5", "-1.2"], ["3", "no data", "+1.0"],
-                                                      ["none", "no data", "no data"]]
+    assert [list(row) for row in bars.customdata] == [["100", "+2.5", "-1.2", "4", "31"],
+                                                      ["3", "no data", "+1.0", "7", "12"],
+                                                      ["none", "no data", "no data", "none", "none"]]
+    assert "Min %{customdata[3]} / max %{customdata[4]}" in bars.hovertemplate
     assert "vs previous 1 h: %{customdata[1]}" in bars.hovertemplate
     assert "vs same 1 h a day earlier: %{customdata[2]}" in bars.hovertemplate
     # A period without rows has no marker (NaN is not drawn), never one at 0.

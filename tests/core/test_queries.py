@@ -267,8 +267,8 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     # Each number for 10:00-11:00, the hour before (09:00-10:00) and the same hour a day earlier; a period
     # without rows is None (no data), never 0.
     "signal_by_operator_compared": [
-        ("Yoigo", -10.0, None, 1000.0, 7, None, 1),
-        ("Movistar", 9.0, 1000.0, None, 6, 1, None),
+        ("Yoigo", -10.0, None, 1000.0, 7, None, 1, -20.0, None, 1000.0, 0.0, None, 1000.0),
+        ("Movistar", 9.0, 1000.0, None, 6, 1, None, 1.0, 1000.0, None, 20.0, 1000.0, None),
     ],
     "kpis_compared": [(11, 100, 1, -16 / 13, 1000.0, 1000.0, 2, 1, 1, 3, 0, 1)],
 }
@@ -329,6 +329,8 @@ def test_a_comparison_equals_its_query_run_on_each_period(lake: duckdb.DuckDBPyC
         for row in want.itertuples(index=False):
             assert mine.loc[row.operator, f"{prefix}samples"] == row.samples
             assert mine.loc[row.operator, f"{prefix}avg_signal"] == pytest.approx(row.avg_signal, nan_ok=True)
+            assert mine.loc[row.operator, f"{prefix}min_signal"] == row.min_signal
+            assert mine.loc[row.operator, f"{prefix}max_signal"] == row.max_signal
 
 
 @pytest.mark.parametrize(("name", "column"), [("kpis", 2), ("kpis_compared", 6)])

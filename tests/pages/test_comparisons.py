@@ -116,10 +116,11 @@ def test_signal_by_operator_shows_each_operators_change(clean_environ: Path) -> 
     yoigo = ((10 + 30 + 20) / (1 + 3 + 2), 40 / 4)
     assert list(bars.x) == list(previous.x) == list(day_before.x) == ["Movistar", "Yoigo", "Orange"]
     assert numbers(bars.y)[:2] == pytest.approx([movistar[0], yoigo[0]])
+    # Then the range's lowest and highest reading: seed()'s 10-30 and 5-15, and signal_rows' 1-30.
     assert [list(row) for row in bars.customdata] == [
-        ["9", "no data", f"{movistar[0] - movistar[1]:+.1f}"],
-        ["6", "no data", "0"],  # 10.0 both days
-        ["none", "no data", "no data"],
+        ["9", "no data", f"{movistar[0] - movistar[1]:+.1f}", "1", "30"],
+        ["6", "no data", "0", "5", "15"],  # 10.0 both days
+        ["none", "no data", "no data", "none", "none"],
     ]
     assert all(math.isnan(y) for y in numbers(previous.y))  # no marker at all for the hour before, never one at 0
     assert numbers(day_before.y) == pytest.approx([movistar[1], yoigo[1], 50 / 5])

@@ -102,8 +102,8 @@ class LocalLake:
             return table
 
     def _create_views(self, cursor: duckdb.DuckDBPyConnection, snapshots: Mapping[str, DeltaTable],
-                      dt_from: str, dt_to: str) -> None:
-        """Point the tables' names, in this cursor, at their snapshot's files in [dt_from, dt_to].
+                      bounds: queries.Bounds) -> None:
+        """Point the tables' names, in this cursor, at their snapshot's files in the hours the query reads.
 
         The views are TEMP views: they belong to this cursor alone and hide the connection's empty views
         of the same names. A table without a snapshot here, or without files, keeps the empty view.
@@ -111,7 +111,7 @@ class LocalLake:
         for name, table in snapshots.items():
             spec = TABLES_BY_NAME[name]
             with self._table_locks[name]:
-                files = table.file_uris(file_pruning_predicate=[("dt", ">=", dt_from), ("dt", "<=", dt_to)])
+                files = table.file_uris(file_pruning_predicate=bounds.partition_filter())
             if not files:
                 continue
             # Columns are matched by name: files committed before a column was added (Delta schema evolution,
@@ -148,7 +148,7 @@ class LocalLake:
             snapshots = {t: table for t in query.tables if t in catalogued
                          and (table := self._snapshot(TABLES_BY_NAME[t])) is not None}
             with contextlib.closing(cursor):
-                self._create_views(cursor, snapshots, bounds.dt_from, bounds.dt_to)
+                self._create_views(cursor, snapshots, bounds)
                 frame = cursor.execute(query.sql, list(values)).df()
         except (duckdb.Error, DeltaError) as error:  # DeltaError: a table's log cannot be read (e.g. a torn commit)
             raise QueryError(f"query {name} failed: {str(error).splitlines()[0]}") from error

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable, Field, write_deltalake
 
+from core import queries
 from core.backends.local import build_local_backend
 from core.config import Settings
 from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR
@@ -56,3 +57,18 @@ def test_files_from_before_a_column_was_added_read_it_as_null(clean_environ: Pat
     assert (kpis["records"], kpis["avg_signal"], kpis["operators"]) == (3, 8.0, 2)  # Yoigo's 2 records unknown
     samples = backend.lake.query("signal_by_operator", params).frame.set_index("operator")["samples"].to_dict()
     assert samples == {"Movistar": 3, "Yoigo": 2}
+
+
+def test_a_comparison_reads_the_files_of_its_three_periods_only(clean_environ: Path) -> None:
+    lake = clean_environ / "lake"
+    spec = SIGNAL_STRENGTH_BY_OPERATOR
+    for batch, (day, hour) in enumerate([(1, 9), (1, 10), (1, 11), (0, 10), (0, 11)]):
+        start = datetime(2026, 3, 1 + day, hour, 5, tzinfo=UTC)
+        write_rows(lake, spec, batch, signal_rows(start, "Movistar", 10.0, 1))
+    # 11:00-12:00 on 2 March, the hour before it, and 11:00-12:00 on 1 March.
+    _, _, bounds = queries.bind_with_bounds("kpis_compared", {"since": "2026-03-02T11:00", "until": "2026-03-02T12:00"})
+
+    files = DeltaTable(str(lake / spec.prefix)).file_uris(file_pruning_predicate=bounds.partition_filter())
+
+    assert sorted(Path(f).parent.parent.name + "/" + Path(f).parent.name for f in files) == [
+        "dt=2026-03-01/hr=11", "dt=2026-03-02/hr=10", "dt=2026-03-02/hr=11"]

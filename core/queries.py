@@ -251,13 +251,11 @@ def _sql_time(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Bounds:
-    """A bound query's time range (snapped to its windows), the dt partitions it may read, and the hours of
-    each period it reads (dt_from, hr_from, dt_to, hr_to): one period, or a comparison's three."""
+    """A bound query's time range (snapped to its windows) and the hours of each period it reads
+    (dt_from, hr_from, dt_to, hr_to): one period, or a comparison's three."""
 
     since: datetime
     until: datetime
-    dt_from: str
-    dt_to: str
     hours: tuple[tuple[str, str, str, str], ...]
 
     def partition_filter(self) -> list[list[tuple[str, str, str]]]:
@@ -308,7 +306,7 @@ def bind_with_bounds(name: str, values: Mapping[str, Any] | None = None
         raise InputError(f"until ({_sql_time(until)}) must be after since ({_sql_time(since)})")
     since, until = snap(since, until, query.window_seconds)
     bound = _range_bounds(since, until)
-    bounds = Bounds(since, until, bound["dt_from"], bound["dt_to"], (_hours(bound),))
+    bounds = Bounds(since, until, (_hours(bound),))
     if query.compared:
         if values.get("since") is None or values.get("until") is None:
             raise InputError(f"query {name} compares a range with the ones before it: give since and until")
@@ -317,8 +315,7 @@ def bind_with_bounds(name: str, values: Mapping[str, Any] | None = None
         for prefix, (start, end) in periods.items():
             bound |= {f"{prefix}{key}": value for key, value in _range_bounds(start, end).items()}
         earliest = min(start for start, _ in periods.values())
-        bounds = Bounds(earliest, until, _range_bounds(earliest, until)["dt_from"], bound["dt_to"],
-                        tuple(_hours(bound, prefix) for prefix, _ in PERIODS))
+        bounds = Bounds(earliest, until, tuple(_hours(bound, prefix) for prefix, _ in PERIODS))
     return query, tuple(bound[p] for p in query.parameters), bounds
 
 

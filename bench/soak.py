@@ -362,8 +362,8 @@ def soak(*, sessions: int, minutes: float, rate: float, trigger_seconds: float, 
         with PeakRss(pipeline.console.pid) as idle:
             time.sleep(3)
         started = time.monotonic()
-        # Every process here is this one's descendant: the console, the job (Python and its JVM), the replay,
-        # Playwright's driver and Chromium. Their CPU seconds say whose work the 2 cores did.
+        # The console, the replay, Playwright's driver and Chromium are this process's descendants; the job's
+        # supervisor detaches (a session of its own), so its JVM is not among the groups counted.
         with PeakRss(pipeline.console.pid) as peak, ThreadCpu(os.getpid(), interval=2.0) as cpu:
             asyncio.run(_browse(pipeline.base_url, sessions, minutes * 60, reload_seconds, check_seconds,
                                 render_timeout_s, observed, lowest_priority_chromium(home)))

@@ -173,11 +173,12 @@ class LocalJob:
         # Popen returns once the child runs the command, so its command line is the one to record.
         record = {"pid": process.pid, "command": command_line(process.pid) or " ".join(command),
                   "started": start_time(process.pid)}
-        try:
+        with contextlib.ExitStack() as unless_recorded:
+            # Stopped when its pid file cannot be written (an interrupt included): a supervisor nobody could
+            # find or stop again.
+            unless_recorded.callback(os.killpg, process.pid, signal.SIGTERM)
             write_text_atomically(self.pid_file, json.dumps(record))
-        except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)  # a supervisor nobody could find or stop again
-            raise
+            unless_recorded.pop_all()
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> JobStatus:
         """Stop the job cleanly (the current batch finishes); kill it after the timeout.

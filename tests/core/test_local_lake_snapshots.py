@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-from deltalake import DeltaTable, Field, write_deltalake
+from deltalake import DeltaTable, Field
 
 from core import queries
 from core.backends.local import build_local_backend
@@ -41,12 +40,7 @@ def test_files_from_before_a_column_was_added_read_it_as_null(clean_environ: Pat
     spec = SIGNAL_STRENGTH_BY_OPERATOR
     # A file written before signal_strength_by_operator had record_count, then the column added (as the job's
     # LakeTables.create_all does) and a file with it.
-    old = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "record_count"} | {"batch_id": 0}
-                                for r in signal_rows(T0, "Yoigo", 10.0, 2)])
-    write_deltalake(str(lake / spec.prefix), old.append_column("dt", pa.array(["2026-03-01"]))
-                    .append_column("hr", pa.array(["10"])).cast(pa.schema([f for f in spec.delta_schema
-                                                                             if f.name != "record_count"])),
-                    partition_by=["dt", "hr"])
+    write_rows(lake, spec, 0, signal_rows(T0, "Yoigo", 10.0, 2), without=("record_count",))
     DeltaTable(str(lake / spec.prefix)).alter.add_columns([Field("record_count", "long", nullable=True)])
     write_rows(lake, spec, 1, signal_rows(T0, "Movistar", 30.0, 3))
     backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from core import records as R
@@ -26,6 +26,7 @@ from core.lake_layout import (
 from glue_job import transforms
 from glue_job.lake_files import LakeFiles
 from glue_job.sink import BatchOutput, LakeTables, collect_aggregates, commit_batch, write_batch
+from tests.lake_fixtures import signal_rows, write_rows
 
 ARRIVAL = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
 GRID = 0.01
@@ -219,12 +220,8 @@ def test_a_table_from_before_a_column_was_added_gains_it_and_its_old_rows_read_n
         records: DataFrame, tmp_path: Path) -> None:
     # signal_strength_by_operator as an earlier release created it: no record_count.
     spec = SIGNAL_STRENGTH_BY_OPERATOR
-    old_schema = pa.schema([f for f in spec.delta_schema if f.name != "record_count"])
-    old_rows = pa.Table.from_pylist([{
-        "window_start": datetime(2024, 5, 1, 8, 0, tzinfo=UTC), "window_end": datetime(2024, 5, 1, 8, 1, tzinfo=UTC),
-        "operator": "Yoigo", "network": "Yoigo", "signal_sum": 12.0, "signal_count": 2, "signal_min": 5.0,
-        "signal_max": 7.0, "batch_id": 1, "dt": "2024-05-01", "hr": "08"}], schema=old_schema)
-    write_deltalake(str(tmp_path / spec.prefix), old_rows, partition_by=["dt", "hr"])
+    write_rows(tmp_path, spec, 1, signal_rows(datetime(2024, 5, 1, 8, 0, tzinfo=UTC), "Yoigo", 12.0, 2),
+               without=("record_count",))
 
     tables = LakeTables(str(tmp_path))
     tables.create_all()

@@ -66,6 +66,11 @@ def _in_period(time_column: str) -> str:
     return f"{time_column} >= CAST(? AS TIMESTAMP) AND {time_column} < CAST(? AS TIMESTAMP)"
 
 
+# A period's records are counted from the signal table's record_count, and are NULL (unknown) when a row read
+# lacks it (committed before the table had the column): a sum of the rows that have it would undercount silently.
+RECORDS_KNOWN = "COUNT({when} 1 {end}) = COUNT({when} record_count {end})"
+
+
 def _compared(select: list[tuple[str, str, int]], table: str, tail: str, time_column: str = "window_start"
               ) -> tuple[str, tuple[str, ...]]:
     """Return a comparison query's SQL and parameter names: `select` holds (expression, alias, periods
@@ -182,7 +187,8 @@ QUERIES: dict[str, NamedQuery] = {
             # times its rows: a day's records took 48 of kpis_compared's 72 ms over 24 h from status_count.
             # 'unknown' is no operator: no operator reported, or a service state in its place (core.records).
             "SELECT s.records, s.avg_signal, s.operators, q.quarantined\nFROM (\n"
-            + _windowed("SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS records,\n"
+            + _windowed("SELECT CAST(CASE WHEN COUNT(*) = COUNT(record_count)"
+                        " THEN COALESCE(SUM(record_count), 0) END AS BIGINT) AS records,\n"
                         "       SUM(signal_sum) / NULLIF(SUM(signal_count), 0) AS avg_signal,\n"
                         "       COUNT(DISTINCT NULLIF(operator, 'unknown')) AS operators",
                         "signal_strength_by_operator", "")
@@ -208,7 +214,8 @@ QUERIES: dict[str, NamedQuery] = {
             "Headline numbers, with the previous period and the same period a day earlier",
             ("signal_strength_by_operator", "quarantine"),
             *_side_by_side([
-                _compared([("CAST(SUM({when} record_count {end}) AS BIGINT)", "records", 1),
+                _compared([(f"CAST(CASE WHEN {RECORDS_KNOWN} THEN SUM({{when}} record_count {{end}}) END AS BIGINT)",
+                            "records", 3),
                            (AVG_SIGNAL, "avg_signal", 2),
                            ("COUNT(DISTINCT {when} NULLIF(operator, 'unknown') {end})", "operators", 1)],
                           "signal_strength_by_operator", ""),

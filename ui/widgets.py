@@ -130,8 +130,10 @@ def kpi_tiles(kpis: Panel, window: timedelta) -> int:
     with st.container(horizontal=True):
         for column, label, digits, percent, rise in KPI_TILES:
             value = now[column]
-            # No rows now: none counted, and no average.
-            shown = "–" if value is None and column == "avg_signal" else f"{value or 0:,.{digits}f}"
+            # No rows now: none counted, and no average. Records beside an average but None are unknown (rows
+            # committed before the record count was kept): a dash, not 0.
+            unknown = value is None and (column == "avg_signal" or now["avg_signal"] is not None)
+            shown = "–" if unknown else f"{value or 0:,.{digits}f}"
             against_previous = change(value, previous[column], percent=percent, digits=digits)
             against_day = change(value, day_before[column], percent=percent, digits=digits)
             # "no data for the previous 5 min", "+12 % vs previous 5 min"

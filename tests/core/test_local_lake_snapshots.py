@@ -3,13 +3,15 @@ retention (its commits cleaned up behind a checkpoint) still reads the newest sn
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 from deltalake import DeltaTable, Field
 
 from core import queries
 from core.backends.local import build_local_backend
+from core.compare import NOW, PREVIOUS, kpi_periods
 from core.config import Settings
 from core.lake_layout import SIGNAL_STRENGTH_BY_OPERATOR
 from tests.lake_fixtures import signal_rows, write_rows
@@ -38,19 +40,28 @@ def test_a_reader_idle_past_the_log_retention_reads_the_newest_snapshot(clean_en
 def test_files_from_before_a_column_was_added_read_it_as_null(clean_environ: Path) -> None:
     lake = clean_environ / "lake"
     spec = SIGNAL_STRENGTH_BY_OPERATOR
-    # A file written before signal_strength_by_operator had record_count, then the column added (as the job's
-    # LakeTables.create_all does) and a file with it.
+    # A file written before signal_strength_by_operator had record_count (10:00), then the column added (as the
+    # job's LakeTables.create_all does) and a file with it (11:00).
     write_rows(lake, spec, 0, signal_rows(T0, "Yoigo", 10.0, 2), without=("record_count",))
     DeltaTable(str(lake / spec.prefix)).alter.add_columns([Field("record_count", "long", nullable=True)])
-    write_rows(lake, spec, 1, signal_rows(T0, "Movistar", 30.0, 3))
+    write_rows(lake, spec, 1, signal_rows(T0 + timedelta(hours=1), "Movistar", 30.0, 3))
     backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))
     backend.crawlers.run("crawler_signal_strength_by_operator")
-    params = {"since": "2026-03-01T00:00", "until": "2026-03-02T00:00"}
-
-    kpis = backend.lake.query("kpis", params).frame.iloc[0]
-    assert (kpis["records"], kpis["avg_signal"], kpis["operators"]) == (3, 8.0, 2)  # Yoigo's 2 records unknown
-    samples = backend.lake.query("signal_by_operator", params).frame.set_index("operator")["samples"].to_dict()
+    day = {"since": "2026-03-01T00:00", "until": "2026-03-02T00:00"}
+    samples = backend.lake.query("signal_by_operator", day).frame.set_index("operator")["samples"].to_dict()
     assert samples == {"Movistar": 3, "Yoigo": 2}
+
+    # Yoigo's records are unknown: a range that reads its rows has no record count (not 3, which undercounts),
+    # while its average and operators stand; the hour after it has its count.
+    kpis = backend.lake.query("kpis", day).frame.iloc[0]
+    assert pd.isna(kpis["records"]) and (kpis["avg_signal"], kpis["operators"]) == (8.0, 2)
+    later = backend.lake.query("kpis", {"since": "2026-03-01T11:00", "until": "2026-03-01T12:00"}).frame.iloc[0]
+    assert (later["records"], later["avg_signal"]) == (3, 10.0)
+
+    row = backend.lake.query("kpis_compared", {"since": "2026-03-01T11:00", "until": "2026-03-01T12:00"}).frame
+    periods = kpi_periods(row.iloc[0].to_dict())
+    assert (periods[NOW]["records"], periods[NOW]["avg_signal"]) == (3, 10.0)
+    assert (periods[PREVIOUS]["records"], periods[PREVIOUS]["avg_signal"]) == (None, 5.0)  # the legacy hour
 
 
 def test_a_comparison_reads_the_files_of_its_three_periods_only(clean_environ: Path) -> None:

@@ -125,3 +125,17 @@ def test_signal_by_operator_shows_each_operators_change(clean_environ: Path) -> 
     assert all(math.isnan(y) for y in numbers(previous.y))  # no marker at all for the hour before, never one at 0
     assert numbers(day_before.y) == pytest.approx([movistar[1], yoigo[1], 50 / 5])
     assert any("Markers: ▬ each operator's average over the previous 1 h" in c.value for c in at.caption)
+
+
+def test_records_of_rows_without_a_record_count_show_a_dash_not_an_undercount(clean_environ: Path) -> None:
+    now = seed(clean_environ)
+    # Signal rows in the tiles' window as a release before record_count wrote them (read as NULL since the
+    # column was added): how many records they stand for is unknown, so the tile must not show the other rows' 2.
+    legacy = signal_rows(minute(now - timedelta(minutes=1)), "Orange", 40.0, 2)
+    write_rows(clean_environ / "lake", SIGNAL, 9, [{**row, "record_count": None} for row in legacy])
+    at = open_page()
+    assert not at.exception
+    shown = tiles(at)
+    assert shown["Records, last 5 min"][:2] == ("–", "no data")
+    assert shown["Average signal (raw 0-31)"][0] == f"{(20 + 10 + 40) / (1 + 1 + 2):.1f}"
+    assert shown["Operators seen"][0] == "3"

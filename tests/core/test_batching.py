@@ -181,3 +181,12 @@ def test_a_put_of_one_batch_is_one_batch_of_the_same_entries() -> None:
     assert list(batches([])) == []
     at_the_limit = [entry(MIB, key=f"k{i}") for i in range(5)]
     assert list(batches(at_the_limit)) == [at_the_limit]
+
+
+def test_partition_keys_count_their_utf8_bytes_not_their_characters() -> None:
+    key = "é" * 256  # 256 characters, 512 bytes
+    entries = [Entry(record={"i": i}, data=b"x" * (MIB - 300), partition_key=key) for i in range(5)]
+    # Each is 1 MiB + 212 bytes: five pass 5 MiB, though by characters (1 MiB - 44 each) they would not.
+    assert [len(b) for b in batches(entries)] == [4, 1]
+    fits = [Entry(record={"i": i}, data=b"x" * (MIB - 512), partition_key=key) for i in range(5)]
+    assert list(batches(fits)) == [fits]  # exactly 5 MiB: one request

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.errors import SignalStreamError
@@ -9,7 +11,10 @@ from core.health import worst
 from ui import context
 from ui.widgets import level_badge
 
-st.set_page_config(page_title="Signal Stream", page_icon=":material/cell_tower:", layout="wide")
+# The icon is a file of ours: a Material icon as page icon is an SVG every browser fetches from Google Fonts,
+# which a wall screen with no internet fails to load on every visit, and which tells Google who opens the console.
+st.set_page_config(page_title="Signal Stream", page_icon=str(Path(__file__).with_name("ui") / "icon.png"),
+                   layout="wide")
 
 try:
     settings = context.settings()

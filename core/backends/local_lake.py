@@ -42,6 +42,12 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _null_columns(spec: TableSpec, timestamps: str = "TIMESTAMP") -> str:
+    """Return a NULL of each column's type, the partition columns included (for empty row sets)."""
+    return ", ".join(f"CAST(NULL AS {timestamps if pa.types.is_timestamp(f.type) else sql_type(f.type).upper()}) "
+                     f"AS {f.name}" for f in spec.schema) + ", CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr"
+
+
 def _columns(spec: TableSpec) -> str:
     # Delta timestamps are UTC instants (TIMESTAMPTZ in DuckDB); the named queries compare and return
     # them as plain UTC timestamps, as Athena does. Both types count microseconds since the epoch, so the
@@ -115,22 +121,21 @@ class LocalLake:
             if not files:
                 continue
             # Columns are matched by name: files committed before a column was added (Delta schema evolution,
-            # glue_job.sink.LakeTables.create_all) do not have it, and read it as NULL.
+            # glue_job.sink.LakeTables.create_all) do not have it, and read it as NULL. The empty row set of
+            # every column, unioned by name, gives it a NULL too when none of the files read has it.
             paths = ", ".join(_sql_string(f) for f in files)
             cursor.execute(
-                f"CREATE TEMP VIEW {name} AS SELECT {_columns(spec)} FROM read_parquet([{paths}], "
-                "union_by_name = true, hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hr': VARCHAR})"
+                f"CREATE TEMP VIEW {name} AS SELECT {_columns(spec)} FROM ("
+                f"SELECT * FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = true, "
+                "hive_types = {'dt': VARCHAR, 'hr': VARCHAR})\n"
+                f"UNION ALL BY NAME SELECT {_null_columns(spec, timestamps='TIMESTAMPTZ')} WHERE false)"
             )
 
     @staticmethod
     def _create_empty_views(connection: duckdb.DuckDBPyConnection) -> None:
         # A known table with no data yet reads as empty, with its columns, rather than failing.
         for spec in TABLES:
-            columns = ", ".join(f"CAST(NULL AS {sql_type(f.type).upper()}) AS {f.name}" for f in spec.schema)
-            connection.execute(
-                f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {columns}, "
-                "CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
-            )
+            connection.execute(f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {_null_columns(spec)} WHERE false")
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a named query; raise NotFoundError when its table has not been crawled yet."""

@@ -57,11 +57,25 @@ def test_files_from_before_a_column_was_added_read_it_as_null(clean_environ: Pat
     assert pd.isna(kpis["records"]) and (kpis["avg_signal"], kpis["operators"]) == (8.0, 2)
     later = backend.lake.query("kpis", {"since": "2026-03-01T11:00", "until": "2026-03-01T12:00"}).frame.iloc[0]
     assert (later["records"], later["avg_signal"]) == (3, 10.0)
+    # A range of old files alone: none has the column, which still reads as NULL.
+    before = backend.lake.query("kpis", {"since": "2026-03-01T10:00", "until": "2026-03-01T11:00"}).frame.iloc[0]
+    assert pd.isna(before["records"]) and before["avg_signal"] == 5.0
 
     row = backend.lake.query("kpis_compared", {"since": "2026-03-01T11:00", "until": "2026-03-01T12:00"}).frame
     periods = kpi_periods(row.iloc[0].to_dict())
     assert (periods[NOW]["records"], periods[NOW]["avg_signal"]) == (3, 10.0)
     assert (periods[PREVIOUS]["records"], periods[PREVIOUS]["avg_signal"]) == (None, 5.0)  # the legacy hour
+
+
+def test_a_table_not_yet_upgraded_reads_its_new_columns_as_null(clean_environ: Path) -> None:
+    # The console of a new release opened on a lake the job has not upgraded yet (it adds the columns when
+    # it starts): the queries work, and what the table cannot tell is unknown.
+    lake = clean_environ / "lake"
+    write_rows(lake, SIGNAL_STRENGTH_BY_OPERATOR, 0, signal_rows(T0, "Yoigo", 10.0, 2), without=("record_count",))
+    backend = build_local_backend(Settings.from_env({"SIGNAL_HOME": str(clean_environ)}))
+    backend.crawlers.run("crawler_signal_strength_by_operator")
+    kpis = backend.lake.query("kpis", {"since": "2026-03-01T00:00", "until": "2026-03-02T00:00"}).frame.iloc[0]
+    assert pd.isna(kpis["records"]) and (kpis["avg_signal"], kpis["operators"]) == (5.0, 1)
 
 
 def test_a_comparison_reads_the_files_of_its_three_periods_only(clean_environ: Path) -> None:

@@ -42,10 +42,12 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _null_columns(spec: TableSpec, timestamps: str = "TIMESTAMP") -> str:
-    """Return a NULL of each column's type, the partition columns included (for empty row sets)."""
-    return ", ".join(f"CAST(NULL AS {timestamps if pa.types.is_timestamp(f.type) else sql_type(f.type).upper()}) "
-                     f"AS {f.name}" for f in spec.schema) + ", CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr"
+def _no_rows(spec: TableSpec) -> str:
+    """Return an empty row set of the table's columns as its files read (timestamps as TIMESTAMPTZ), the
+    partition columns included."""
+    types = ", ".join(f"CAST(NULL AS {'TIMESTAMPTZ' if pa.types.is_timestamp(f.type) else sql_type(f.type).upper()}) "
+                      f"AS {f.name}" for f in spec.schema)
+    return f"SELECT {types}, CAST(NULL AS VARCHAR) AS dt, CAST(NULL AS VARCHAR) AS hr WHERE false"
 
 
 def _columns(spec: TableSpec) -> str:
@@ -128,14 +130,14 @@ class LocalLake:
                 f"CREATE TEMP VIEW {name} AS SELECT {_columns(spec)} FROM ("
                 f"SELECT * FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = true, "
                 "hive_types = {'dt': VARCHAR, 'hr': VARCHAR})\n"
-                f"UNION ALL BY NAME SELECT {_null_columns(spec, timestamps='TIMESTAMPTZ')} WHERE false)"
+                f"UNION ALL BY NAME {_no_rows(spec)})"
             )
 
     @staticmethod
     def _create_empty_views(connection: duckdb.DuckDBPyConnection) -> None:
         # A known table with no data yet reads as empty, with its columns, rather than failing.
         for spec in TABLES:
-            connection.execute(f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {_null_columns(spec)} WHERE false")
+            connection.execute(f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {_columns(spec)} FROM ({_no_rows(spec)})")
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a named query; raise NotFoundError when its table has not been crawled yet."""
